@@ -1,0 +1,51 @@
+# The README's two commands: `make demo` and `make test`. Everything else here serves them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Debian packages the tests need: a real RTSP server (gst-rtsp-server through Debian's python3-gi),
+# ffmpeg to make clips, systemd-analyze to check the unit file.
+APT_PKGS := ffmpeg python3 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
+	gstreamer1.0-plugins-bad gstreamer1.0-libav systemd
+RUNTIME_CODE := daemon blip/__init__.py blip/errors.py blip/graphs.py blip/package.py blip/preprocess.py \
+	blip/tokenizer.py blip/decoding.py blip/caption.py blip/match.py blip/answer.py blip/engine.py blip/runtime
+
+.PHONY: demo test venv venv-test sysdeps vermin schema clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[onnx,cv]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime
+venv-test: $(VENV)/.test
+
+sysdeps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: venv
+	$(VENV)/bin/blipd demo -c config/demo.yaml
+
+vermin: venv-test
+	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations $(RUNTIME_CODE)
+
+schema: venv
+	$(PY) -m daemon.events > config/events.schema.json
+
+test: sysdeps venv-test vermin
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info
