@@ -7,10 +7,11 @@ read `snapshot()`.
 import threading
 from typing import Dict
 
-DROP_REASONS = ("replaced", "too_old", "unchanged", "not_sampled", "shutdown")
+DROP_REASONS = ("replaced", "too_old", "unchanged", "not_sampled", "not_due", "shutdown")
 """replaced: a newer frame took its slot; too_old: older than max_frame_age_s when a worker got to it;
 unchanged: the scene-change gate found it identical to the last inferred one; not_sampled: between
-sample points (never retrieved from the decoder); shutdown: still queued when the stream stopped."""
+sample points (never retrieved from the decoder); not_due: sampled but no task was due on it
+(e.g. captions every 5 s, no prompts); shutdown: still queued when the stream stopped."""
 
 
 class StreamCounters:

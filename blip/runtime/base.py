@@ -25,6 +25,9 @@ class Graph:
         """Run once; returns every output by name. Raises BackendError on failure."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the graph's memory early (sessions also go away with the last reference)."""
+
 
 class Runtime:
     """A backend: creates graphs for one device with one set of options."""
@@ -34,3 +37,30 @@ class Runtime:
     def load(self, path: str, graph_name: Optional[str] = None) -> Graph:
         """Load a graph file. `graph_name` picks a graph inside a multi-graph file (bmodels)."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release device handles the runtime holds (no-op where there are none)."""
+
+
+class GraphLoader:
+    """Loads each graph file once per engine: tasks that share a file (a shared vision encoder)
+    share one loaded graph instead of holding two copies of its weights."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._graphs: Dict[Tuple[str, Optional[str]], Graph] = {}
+
+    def load(self, path: str, graph_name: Optional[str] = None) -> Graph:
+        """The graph of `path` (and `graph_name`), loaded on first use."""
+        key = (path, graph_name)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self.runtime.load(path, graph_name)
+            self._graphs[key] = graph
+        return graph
+
+    def close(self) -> None:
+        """Close every graph loaded through this loader."""
+        graphs, self._graphs = list(self._graphs.values()), {}
+        for graph in graphs:
+            graph.close()

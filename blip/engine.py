@@ -1,0 +1,127 @@
+"""One engine per worker thread: the requested tasks of a package on one runtime.
+
+Tasks share one graph loader (a vision file used by two tasks is loaded once) and one tokenizer.
+Each task's class follows its layout: `split` (caption.py, match.py, answer.py) or `seed`
+(blip/seed.py, imported only for seed packages). `infer` runs a frame through several tasks and
+computes each distinct image embedding only once.
+"""
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from blip.answer import Answerer
+from blip.caption import Captioner
+from blip.errors import PackageError
+from blip.graphs import LAYOUT_SEED, TASKS
+from blip.match import Matcher
+from blip.package import ModelPackage
+from blip.runtime.base import GraphLoader, Runtime
+
+SPLIT_TASKS = {"caption": Captioner, "match": Matcher, "answer": Answerer}
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """What `Engine.infer` computed for one frame; tasks not asked for stay empty/None.
+
+    caption:     caption text without the prompt
+    caption_ids: its generated ids (eos included when it came)
+    scores:      prompt id -> match probability in [0,1]
+    answers:     question id -> answer text
+    """
+
+    caption: Optional[str] = None
+    caption_ids: Tuple[int, ...] = ()
+    scores: Dict[str, float] = field(default_factory=dict)
+    answers: Dict[str, str] = field(default_factory=dict)
+
+
+def task_class(package: ModelPackage, task: str) -> Any:
+    """The class that runs `task` of `package`, chosen by the task's layout."""
+    if package.task(task).layout == LAYOUT_SEED:
+        from blip.seed import SEED_TASKS
+
+        return SEED_TASKS[task]
+    return SPLIT_TASKS[task]
+
+
+class Engine:
+    """Builds only the requested tasks; a task the package lacks is a PackageError at build time.
+
+    `captioner`, `matcher`, `answerer` are the task objects (None when not requested); whatever
+    their layout they offer caption()/scores()/answer() and the *_from_embeds forms.
+    `settings_override` maps a task to settings laid over the manifest's (e.g. min_length).
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        runtime: Runtime,
+        tasks: Sequence[str] = TASKS,
+        settings_override: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    ) -> None:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise PackageError(
+                "package %s: unknown task(s) %s (tasks are %s)" % (package.name, ", ".join(unknown), ", ".join(TASKS))
+            )
+        classes = {task: task_class(package, task) for task in tasks}  # a missing task fails here
+        self.package = package
+        self.runtime = runtime
+        self.tasks = tuple(tasks)
+        self._loader = GraphLoader(runtime)
+        self.tokenizer = package.tokenizer()
+        overrides = settings_override or {}
+        shared = {"loader": self._loader, "tokenizer": self.tokenizer}
+        built = {
+            task: cls(package, runtime, settings_override=overrides.get(task), **shared) for task, cls in classes.items()
+        }
+        self.captioner: Optional[Any] = built.get("caption")
+        self.matcher: Optional[Any] = built.get("match")
+        self.answerer: Optional[Any] = built.get("answer")
+
+    def infer(
+        self,
+        frame: np.ndarray,
+        caption: bool = False,
+        prompts: Optional[Mapping[str, str]] = None,
+        questions: Optional[Mapping[str, str]] = None,
+    ) -> EngineResult:
+        """Run the asked tasks on one BGR frame; tasks with equal `embed_key` (same vision file and
+        image size) reuse one embedding. Asking for a task the engine was not built with is an error."""
+        embeds: Dict[Tuple[Any, ...], np.ndarray] = {}
+
+        def embed(task: Any) -> np.ndarray:
+            if task.embed_key not in embeds:
+                embeds[task.embed_key] = task.embed(frame)
+            return embeds[task.embed_key]
+
+        result = EngineResult()
+        if caption:
+            captioner = self._need(self.captioner, "caption")
+            ids = captioner.caption_ids_from_embeds(embed(captioner))
+            result = replace(result, caption=captioner.text(ids), caption_ids=tuple(ids))
+        if prompts:
+            matcher = self._need(self.matcher, "match")
+            result = replace(result, scores=matcher.scores_from_embeds(embed(matcher), prompts))
+        if questions:
+            answerer = self._need(self.answerer, "answer")
+            result = replace(result, answers=answerer.answer_from_embeds(embed(answerer), questions))
+        return result
+
+    def _need(self, task: Any, name: str) -> Any:
+        if task is None:
+            raise PackageError("package %s: engine was built without task %r" % (self.package.name, name))
+        return task
+
+    def close(self) -> None:
+        """Release every graph; the engine cannot run afterwards."""
+        self.captioner = self.matcher = self.answerer = None
+        self._loader.close()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

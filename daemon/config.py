@@ -1,0 +1,453 @@
+"""YAML config -> validated, frozen settings; every error one `FILE:LINE: key.path: message` line.
+
+One pydantic model per YAML section (`extra="forbid"`, frozen, inputs hidden from errors).
+Relative paths resolve against the config file's folder; relative `*_file`/`*_dir` paths of the
+CURVE section against `$CREDENTIALS_DIRECTORY` when systemd set it (`LoadCredential=`).
+
+Secrets: a stream URL is a `SecretStr`, so `repr()`, `str()` and `model_dump_json()` show
+`**********`. `display_url` (password and token parameters replaced by `***`) is what logs, errors
+and events show; `secret_url()` is the one accessor that returns the real URL, for the decoder.
+"""
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from typing_extensions import Annotated, Literal
+
+from daemon.config_checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
+    LIVE_SCHEMES, check_credential_dir, check_secret_file, cross_checks, is_live_url, normalize_url,
+)
+from daemon.config_errors import validation_lines
+from daemon.errors import ConfigError
+from daemon.redact import redact_url, url_secrets
+from daemon.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
+
+_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+_NAME_RULE = "must be 1-64 characters of a-z, 0-9, '_' and '-'"
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+Seconds = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Where relative paths point; passed to validators as pydantic's validation context."""
+
+    base_dir: Path
+    credentials_dir: Optional[Path]
+
+
+def _context(info: Any) -> _Context:
+    found = (info.context or {}).get("blipd") if info is not None else None
+    if isinstance(found, _Context):
+        return found
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    return _Context(Path.cwd(), Path(credentials) if credentials else None)
+
+
+def _non_empty_text(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(_NAME_RULE)
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False)
+
+
+class ModelSettings(_Section):
+    """`model:` which package runs, on which backend and device, with how many workers."""
+
+    package: Path
+    backend: Literal["auto", "onnxruntime", "sail"] = "auto"
+    device: int = Field(0, ge=0)
+    threads: Optional[int] = Field(None, ge=1)
+    workers: int = Field(1, ge=1)
+    preprocess: Literal["cpu", "tpu"] = "cpu"
+
+    _text = field_validator("package", mode="before")(_non_empty_text)
+
+    @field_validator("package")
+    @classmethod
+    def _resolve(cls, value: Path, info: Any) -> Path:
+        return Path(os.path.normpath(str(_context(info).base_dir / value)))
+
+
+class SnapshotSettings(_Section):
+    """`publish.snapshot:` a JPEG of the frame as a third message part."""
+
+    enabled: bool = False
+    max_side: int = Field(640, ge=16, le=8192)
+    quality: int = Field(80, ge=1, le=100)
+
+
+class CurveSettings(_Section):
+    """`publish.curve:` CURVE encryption; only clients whose public keys are in `clients_dir` connect."""
+
+    secret_key_file: Path
+    clients_dir: Path
+
+    _text = field_validator("secret_key_file", "clients_dir", mode="before")(_non_empty_text)
+
+    @field_validator("secret_key_file", "clients_dir")
+    @classmethod
+    def _resolve(cls, value: Path, info: Any) -> Path:
+        context = _context(info)
+        base = context.credentials_dir or context.base_dir
+        path = Path(os.path.normpath(str(base / value)))
+        if info.field_name == "secret_key_file":
+            check_secret_file(path)
+        else:
+            check_credential_dir(path)
+        return path
+
+
+class PublishSettings(_Section):
+    """`publish:` the ZeroMQ PUB endpoint and its bounds."""
+
+    bind: str = "tcp://127.0.0.1:5556"
+    send_hwm: int = Field(1000, ge=1)
+    linger_ms: int = Field(1000, ge=0)
+    queue_size: int = Field(1000, ge=1)
+    heartbeat_s: Seconds = 60.0
+    stats_every_s: Seconds = 10.0
+    snapshot: SnapshotSettings = SnapshotSettings()
+    curve: Optional[CurveSettings] = None
+
+    @field_validator("bind")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        transport, sep, address = value.partition("://")
+        if not sep or transport not in ("tcp", "ipc", "inproc") or not address:
+            raise ValueError("must be tcp://HOST:PORT, ipc://PATH or inproc://NAME")
+        if transport == "tcp" and not re.match(r"^.+:(\d{1,5}|\*)$", address):
+            raise ValueError("a tcp endpoint needs a port: tcp://HOST:PORT")
+        return value
+
+
+class MetricsSettings(_Section):
+    """`metrics:` the Prometheus HTTP endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+    _text = field_validator("host", mode="before")(_non_empty_text)
+
+    @property
+    def active(self) -> bool:
+        """Whether to serve metrics at all (`port: 0` also turns them off)."""
+        return self.enabled and self.port != 0
+
+
+class StreamDefaults(_Section):
+    """`defaults:` sampling, scheduling and reconnect settings every stream inherits."""
+
+    sample_every_s: Seconds = 1.0
+    max_frame_age_s: Seconds = 2.0
+    scene_change: Fraction = 0.02
+    max_skip_s: Seconds = 30.0
+    slot_size: int = Field(1, ge=1)
+    stall_timeout_s: Seconds = 10.0
+    open_timeout_s: Seconds = 10.0
+    read_timeout_s: Seconds = 10.0
+    backoff_initial_s: Seconds = 1.0
+    backoff_max_s: Seconds = 60.0
+    update_every_s: Seconds = 5.0
+
+    @field_validator("backoff_max_s")
+    @classmethod
+    def _backoff(cls, value: float, info: Any) -> float:
+        initial = info.data.get("backoff_initial_s")
+        if initial is not None and value < initial:
+            raise ValueError("must be at least backoff_initial_s (%g)" % initial)
+        return value
+
+
+DEFAULT_FIELDS: Tuple[str, ...] = tuple(StreamDefaults.model_fields)
+"""The `defaults:` keys; each may also be set on a stream to override it there."""
+
+
+class CaptionSettings(_Section):
+    """`streams[].caption:` whether and how often to caption."""
+
+    enabled: bool = True
+    every_s: Seconds = 5.0
+
+
+class PromptConfig(_Section):
+    """`streams[].prompts[]:` a text matched against frames, tracked with hysteresis and dwell."""
+
+    id: str
+    text: str
+    enter: float = Field(0.7, gt=0, le=1)
+    exit: float = Field(0.5, ge=0, lt=1)
+    dwell_s: float = Field(2.0, ge=0)
+    smoothing: float = Field(0.5, gt=0, le=1)
+
+    _id = field_validator("id")(_check_name)
+    _text = field_validator("text", mode="before")(_non_empty_text)
+
+    @field_validator("exit")
+    @classmethod
+    def _below_enter(cls, value: float, info: Any) -> float:
+        enter = info.data.get("enter")
+        if enter is not None and value >= enter:
+            raise ValueError("must be below enter (%g)" % enter)
+        return value
+
+
+class QuestionConfig(_Section):
+    """`streams[].questions[]:` a question asked about frames every `every_s` seconds."""
+
+    id: str
+    text: str
+    every_s: Seconds = 10.0
+
+    _id = field_validator("id")(_check_name)
+    _text = field_validator("text", mode="before")(_non_empty_text)
+
+
+@dataclass(frozen=True)
+class ResolvedStream:
+    """Everything one stream runs with, defaults filled in; what the reader and workers receive.
+
+    url is a SecretStr (masked in repr); `secret_url()` is for the decoder only, `display_url` for
+    everything else. The remaining fields mirror StreamConfig and StreamDefaults.
+    """
+
+    name: str
+    url: SecretStr
+    display_url: str
+    is_live: bool
+    decoder: str
+    loop: bool
+    hwaccel: bool
+    sample_every_s: float
+    max_frame_age_s: float
+    scene_change: float
+    max_skip_s: float
+    slot_size: int
+    stall_timeout_s: float
+    open_timeout_s: float
+    read_timeout_s: float
+    backoff_initial_s: float
+    backoff_max_s: float
+    update_every_s: float
+    caption: CaptionSettings
+    prompts: Tuple[PromptConfig, ...]
+    questions: Tuple[QuestionConfig, ...]
+
+    def secret_url(self) -> str:
+        """The real URL, password included: pass it to the decoder and nowhere else."""
+        return self.url.get_secret_value()
+
+    def secrets(self) -> List[str]:
+        """Spellings of this URL's secrets, for `redact_text` on decoder messages."""
+        return url_secrets(self.secret_url())
+
+
+class StreamConfig(_Section):
+    """`streams[]:` one source, how to decode it, and what to run on it."""
+
+    name: str
+    url: SecretStr
+    decoder: Literal["auto", "opencv", "pyav", "sail"] = "auto"
+    loop: bool = False
+    hwaccel: bool = False
+    sample_every_s: Optional[Seconds] = None
+    max_frame_age_s: Optional[Seconds] = None
+    scene_change: Optional[Fraction] = None
+    max_skip_s: Optional[Seconds] = None
+    slot_size: Optional[int] = Field(None, ge=1)
+    stall_timeout_s: Optional[Seconds] = None
+    open_timeout_s: Optional[Seconds] = None
+    read_timeout_s: Optional[Seconds] = None
+    backoff_initial_s: Optional[Seconds] = None
+    backoff_max_s: Optional[Seconds] = None
+    update_every_s: Optional[Seconds] = None
+    caption: CaptionSettings = CaptionSettings()
+    prompts: Tuple[PromptConfig, ...] = ()
+    questions: Tuple[QuestionConfig, ...] = ()
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr, info: Any) -> SecretStr:
+        return SecretStr(normalize_url(value.get_secret_value(), _context(info).base_dir))
+
+    @field_validator("loop")
+    @classmethod
+    def _loop(cls, value: bool, info: Any) -> bool:
+        url = info.data.get("url")
+        if value and url is not None and is_live_url(url.get_secret_value()):
+            raise ValueError("loop applies to files only, not to live URLs")
+        return value
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password and token parameters replaced by `***`."""
+        return redact_url(self.url.get_secret_value())
+
+    @property
+    def is_live(self) -> bool:
+        """rtsp(s):// or http(s):// (reconnect forever, stall watchdog) rather than a file."""
+        return is_live_url(self.url.get_secret_value())
+
+    def secret_url(self) -> str:
+        """The real URL, password included: pass it to the decoder and nowhere else."""
+        return self.url.get_secret_value()
+
+    def resolved(self, defaults: StreamDefaults) -> ResolvedStream:
+        """This stream with every setting it does not override taken from `defaults`."""
+        inherited = {name: getattr(self, name) for name in DEFAULT_FIELDS}
+        for name, value in inherited.items():
+            if value is None:
+                inherited[name] = getattr(defaults, name)
+        return ResolvedStream(
+            name=self.name, url=self.url, display_url=self.display_url, is_live=self.is_live,
+            decoder=self.decoder, loop=self.loop, hwaccel=self.hwaccel, caption=self.caption,
+            prompts=self.prompts, questions=self.questions, **inherited)
+
+
+class Settings(_Section):
+    """The whole config file. Built by `load_config`, which also records where it came from."""
+
+    model: ModelSettings
+    publish: PublishSettings = PublishSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log_level: str = "info"
+    defaults: StreamDefaults = StreamDefaults()
+    streams: Tuple[StreamConfig, ...]
+
+    _source: str = PrivateAttr(default="<config>")
+    _source_path: Optional[Path] = PrivateAttr(default=None)
+    _locations: Dict[KeyPath, Tuple[int, int]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("streams")
+    @classmethod
+    def _some_streams(cls, value: Tuple[StreamConfig, ...]) -> Tuple[StreamConfig, ...]:
+        if not value:
+            raise ValueError("list at least one stream")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in _LOG_LEVELS:
+            raise ValueError("must be one of %s" % ", ".join(_LOG_LEVELS))
+        return value.lower()
+
+    @property
+    def source_path(self) -> Optional[Path]:
+        """Absolute path of the file this was loaded from (None when built from a dict)."""
+        return self._source_path
+
+    def error_line(self, path: KeyPath, message: str) -> str:
+        """`FILE:LINE: key.path: message` for a problem found after loading (e.g. a missing task)."""
+        return format_error(self._source, line_of(self._locations, path), path, message)
+
+    def stream(self, name: str) -> StreamConfig:
+        """The stream called `name`; KeyError if there is none."""
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError("no stream named %r" % name)
+
+    def resolved_streams(self) -> Tuple[ResolvedStream, ...]:
+        """Every stream resolved against `defaults`, in file order."""
+        return tuple(stream.resolved(self.defaults) for stream in self.streams)
+
+    def tasks_needed(self) -> Set[str]:
+        """Model tasks some stream uses: caption, match (prompts), answer (questions)."""
+        needed: Set[str] = set()
+        for stream in self.streams:
+            if stream.caption.enabled:
+                needed.add("caption")
+            if stream.prompts:
+                needed.add("match")
+            if stream.questions:
+                needed.add("answer")
+        return needed
+
+    def secrets(self) -> FrozenSet[str]:
+        """Every URL secret of every stream, for `redact_text` on text that may quote any URL."""
+        return frozenset(s for stream in self.streams for s in url_secrets(stream.secret_url()))
+
+
+def check_tasks(settings: Settings, available: Set[str]) -> None:
+    """Raise ConfigError naming each stream key that needs a task the model package lacks."""
+    lines = []
+    for index, stream in enumerate(settings.streams):
+        for task, key, needed in (("caption", "caption", stream.caption.enabled),
+                                  ("match", "prompts", bool(stream.prompts)),
+                                  ("answer", "questions", bool(stream.questions))):
+            if needed and task not in available:
+                lines.append(settings.error_line(("streams", index, key),
+                                                 "the model package has no '%s' task" % task))
+    if lines:
+        raise ConfigError(lines)
+
+
+@dataclass(frozen=True)
+class StreamDiff:
+    """What a reload changes, by stream name (each tuple in the new, or for `removed` the old, order)."""
+
+    added: Tuple[str, ...] = ()
+    removed: Tuple[str, ...] = ()
+    changed: Tuple[str, ...] = ()
+    unchanged: Tuple[str, ...] = ()
+
+
+def diff_streams(old: Settings, new: Settings) -> StreamDiff:
+    """Compare streams by name; `changed` when anything a stream resolves to differs (inherited
+    defaults included), so a reload restarts exactly those and leaves the rest running."""
+    before = {stream.name: stream for stream in old.resolved_streams()}
+    after = {stream.name: stream for stream in new.resolved_streams()}
+    return StreamDiff(
+        added=tuple(name for name in after if name not in before),
+        removed=tuple(name for name in before if name not in after),
+        changed=tuple(name for name in after if name in before and before[name] != after[name]),
+        unchanged=tuple(name for name in after if name in before and before[name] == after[name]),
+    )
+
+
+def parse_config(loaded: LoadedYaml, base_dir: Path, credentials_dir: Optional[Path],
+                 source_path: Optional[Path] = None) -> Settings:
+    """Validate already-read YAML data (see `load_config`); ConfigError lists every problem."""
+    context = {"blipd": _Context(base_dir, credentials_dir)}
+    try:
+        settings = Settings.model_validate(loaded.data, context=context)
+    except ValidationError as exc:
+        raise ConfigError(validation_lines(exc, loaded, Settings)) from None
+    settings._source = loaded.source
+    settings._source_path = source_path
+    settings._locations = dict(loaded.locations)
+    problems = cross_checks(settings)
+    if problems:
+        raise ConfigError([settings.error_line(path, message) for path, message in problems])
+    return settings
+
+
+def load_config(path: Union[str, Path], env: Optional[Mapping[str, str]] = None) -> Settings:
+    """Read, expand `${VAR}` from `env` (default os.environ) and validate a config file.
+
+    Raises ConfigError with one `FILE:LINE: key.path: message` line per problem; no message
+    contains a secret value.
+    """
+    environment = os.environ if env is None else env
+    loaded = load_yaml(path, environment)
+    absolute = Path(os.path.abspath(str(path)))
+    credentials = environment.get("CREDENTIALS_DIRECTORY")
+    return parse_config(loaded, absolute.parent, Path(credentials) if credentials else None, absolute)

@@ -1,0 +1,66 @@
+"""Logging for the daemon: one line per record, the stream name on every record, secrets redacted.
+
+Records about a stream carry `extra={"stream": name}` (see `stream_logger`); others show "-".
+A filter rewrites every formatted message through `redact_text` so a password that slipped into an
+exception text from a decoder never reaches the journal.
+"""
+import logging
+import sys
+from typing import Any, Iterable, MutableMapping, Optional, Tuple
+
+from daemon.redact import redact_text
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(stream)s] %(message)s"
+
+
+class _StreamAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Adds the stream name to every record of one stream."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> Tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("stream", self.extra["stream"])  # type: ignore[index]
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def stream_logger(name: str, stream: str) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    """A logger whose records name `stream`."""
+    return _StreamAdapter(logging.getLogger(name), {"stream": stream})
+
+
+class _RedactFilter(logging.Filter):
+    """Fills the default stream field and redacts secrets from the final message."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = list(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "stream"):
+            record.stream = "-"
+        message = record.getMessage()
+        cleaned = redact_text(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = str(record.exc_info[1])
+            if redact_text(text, self.secrets) != text:
+                # The exception text holds a secret: keep the type, drop the text.
+                record.msg = "%s (%s; details withheld: they held a secret)" % (record.msg, type(record.exc_info[1]).__name__)
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+def setup_logging(level: str = "info", secrets: Iterable[str] = (), stream: Optional[Any] = None) -> _RedactFilter:
+    """Configure the root logger once for the daemon process; returns the filter so reloads can update secrets."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    redactor = _RedactFilter(secrets)
+    handler.addFilter(redactor)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return redactor

@@ -1,0 +1,209 @@
+"""The only owner of the ZeroMQ PUB socket: a thread that stamps and sends what others queue.
+
+ZeroMQ sockets are not thread-safe, so workers and stream supervisors hand events over a bounded
+queue and never wait: a full queue or a refused send is counted as `publish_dropped` for the
+event's stream. Sequence numbers are taken when an event is queued, so an event lost anywhere
+after that (queue full, send refused) leaves a visible gap in its stream's `seq`.
+"""
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import zmq
+
+from daemon.counters import StreamCounters
+from daemon.curve import CurveServer, KeyFileError
+from daemon.errors import PublishError
+from daemon.events import Event, LatencySummary, Stamp
+
+log = logging.getLogger(__name__)
+
+_LATENCY_SAMPLES = 10000  # per stream between two stats events; older ones are discarded
+
+
+@dataclass(frozen=True)
+class _Item:
+    event: Event
+    seq: int
+    mono_time: Optional[float]
+    jpeg: Optional[bytes] = field(default=None, repr=False)
+
+
+class Publisher:
+    """Publishes events as `[topic, json]` or `[topic, json, jpeg]` on a PUB socket bound to `bind`.
+
+    counters_for(stream) returns that stream's StreamCounters (None for a stream no longer known);
+    `published` and `publish_dropped` are counted there. curve: anything with `secret_key_file`
+    and `clients_dir` (config's `publish.curve`); None = plain TCP, anyone may subscribe.
+    """
+
+    def __init__(self, bind: str, boot: str, model: str,
+                 counters_for: Callable[[str], Optional[StreamCounters]],
+                 send_hwm: int = 1000, linger_ms: int = 1000, queue_size: int = 1000,
+                 curve: Optional[Any] = None) -> None:
+        self.bind = bind
+        self.boot = boot
+        self.model = model
+        self.endpoint: Optional[str] = None
+        """The bound endpoint once started (the real port when `bind` asked for `*`)."""
+        self._counters_for = counters_for
+        self._send_hwm = send_hwm
+        self._linger_ms = linger_ms
+        self._curve = curve
+        self._queue: "queue.Queue[_Item]" = queue.Queue(maxsize=queue_size)
+        self._seq_lock = threading.Lock()
+        self._seq: Dict[str, int] = {}
+        self._closed = False
+        self._latency_lock = threading.Lock()
+        self._latencies: Dict[str, List[float]] = {}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._deadline = 0.0
+        self._start_error: Optional[str] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Bind (in the publisher thread) and return once bound; PublishError if it cannot."""
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise PublishError("publish.bind %s: not bound after %.0f s" % (self.bind, timeout))
+        if self._start_error is not None:
+            self._thread.join(timeout)
+            raise PublishError(self._start_error)
+        log.info("publishing events on %s", self.endpoint)
+
+    def publish(self, event: Event, jpeg: Optional[bytes] = None,
+                mono_time: Optional[float] = None) -> bool:
+        """Queue `event` (with an optional JPEG snapshot) without waiting; False if it was dropped.
+
+        mono_time: time.monotonic() at capture, for latency_ms; None for events not tied to a frame.
+        """
+        with self._seq_lock:
+            seq = self._seq.get(event.stream, 0) + 1
+            self._seq[event.stream] = seq
+            if not self._closed:
+                try:
+                    self._queue.put_nowait(_Item(event, seq, mono_time, jpeg))
+                    return True
+                except queue.Full:
+                    pass
+        self._count(event.stream, "publish_dropped")
+        return False
+
+    def latency_summary(self, stream: str) -> Optional[LatencySummary]:
+        """Capture -> publish latency of the stream's frame events since the previous call."""
+        with self._latency_lock:
+            samples = self._latencies.pop(stream, [])
+        return LatencySummary.of(samples)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued (for at most about `timeout` s), close with linger, join."""
+        with self._seq_lock:
+            self._closed = True
+        self._deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 1.0)
+            if self._thread.is_alive():
+                log.warning("publisher did not stop within %.1f s", timeout)
+        self._drop_queued()
+
+    def _run(self) -> None:
+        context = zmq.Context()
+        curve: Optional[CurveServer] = None
+        sock: Optional[zmq.Socket] = None
+        try:
+            try:
+                curve, sock = self._open(context)
+            finally:
+                self._ready.set()
+            if sock is not None:
+                self._loop(sock)
+        finally:
+            if sock is not None:
+                remaining_ms = int(max(0.0, self._deadline - time.monotonic()) * 1000)
+                sock.close(linger=min(self._linger_ms, remaining_ms))
+            if curve is not None:
+                curve.stop()
+            context.term()
+
+    def _open(self, context: zmq.Context) -> Tuple[Optional[CurveServer], Optional[zmq.Socket]]:
+        """(curve, bound socket), or (curve, None) with _start_error set."""
+        curve: Optional[CurveServer] = None
+        sock: Optional[zmq.Socket] = None
+        try:
+            if self._curve is not None:
+                curve = CurveServer(context, self._curve.secret_key_file, self._curve.clients_dir)
+            sock = context.socket(zmq.PUB)
+            sock.setsockopt(zmq.SNDHWM, self._send_hwm)
+            sock.setsockopt(zmq.LINGER, self._linger_ms)
+            if curve is not None:
+                curve.apply(sock)
+            sock.bind(self.bind)
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            return curve, sock
+        except Exception as exc:  # whatever it is, start() must report it rather than hang
+            if isinstance(exc, KeyFileError):
+                self._start_error = "publish.curve: %s" % exc
+            else:
+                reason = exc.strerror if isinstance(exc, zmq.ZMQError) else str(exc)
+                self._start_error = "publish.bind %s: %s" % (self.bind, reason)
+            if sock is not None:
+                sock.close(linger=0)
+            return curve, None
+
+    def _loop(self, sock: zmq.Socket) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._send(sock, item)
+        while time.monotonic() < self._deadline:  # flush on stop, bounded
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._send(sock, item)
+
+    def _send(self, sock: zmq.Socket, item: _Item) -> None:
+        stream = item.event.stream
+        latency = None if item.mono_time is None else round((time.monotonic() - item.mono_time) * 1000, 1)
+        try:
+            payload = item.event.to_json(Stamp(item.seq, self.boot, self.model, latency))
+            parts = [item.event.topic.encode("utf-8"), payload]
+            if item.jpeg is not None:
+                parts.append(item.jpeg)
+            sock.send_multipart(parts, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self._count(stream, "publish_dropped")
+            return
+        except (ValueError, TypeError, zmq.ZMQError) as exc:
+            log.error("stream %s: %s event seq %d not sent: %s", stream, item.event.TYPE, item.seq, exc)
+            self._count(stream, "publish_dropped")
+            return
+        self._count(stream, "published")
+        if latency is not None:
+            with self._latency_lock:
+                samples = self._latencies.setdefault(stream, [])
+                samples.append(latency)
+                if len(samples) > _LATENCY_SAMPLES:
+                    del samples[: len(samples) - _LATENCY_SAMPLES]
+
+    def _drop_queued(self) -> None:
+        """What the bounded flush could not send is lost: count it."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._count(item.event.stream, "publish_dropped")
+
+    def _count(self, stream: str, name: str) -> None:
+        counters = self._counters_for(stream)
+        if counters is not None:
+            counters.add(name)

@@ -1,0 +1,85 @@
+"""Which decoded frames become work: a rate gate on stream time, then a scene-change gate.
+
+`due()` is asked for every grabbed frame *before* it is converted to BGR, so frames between sample
+points are never retrieved. Time is the frame's pts for files (a file read faster or slower than
+real time still yields one frame per `every_s` of video) and the monotonic clock for live streams
+(camera timestamps jump on reconnect and drift).
+
+`changed()` is asked for the frames that were due, right after `due()`: a 64x36 grayscale thumbnail
+is compared with the last frame the gate let through; a mean absolute difference below
+`scene_change` (0..1 of full scale) means nothing happened and the frame is not inferred, unless
+nothing was let through for `max_skip_s`. One Sampler per stream, used by its reader thread only.
+"""
+import time
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+THUMB_SIZE = (64, 36)
+"""(width, height) of the comparison thumbnail: 16:9, cheap, blind to sensor noise."""
+
+PTS_EPSILON_S = 1e-3
+"""Slack for pts rounding (a frame at 0.99999 s is the 1 s sample)."""
+
+
+class Sampler:
+    """Per-stream sampling decisions. `every_s=0` keeps every frame; `scene_change=0` disables the gate."""
+
+    def __init__(self, every_s: float, scene_change: float = 0.0, max_skip_s: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if every_s < 0 or scene_change < 0 or (max_skip_s is not None and max_skip_s < 0):
+            raise ValueError("sampler settings must not be negative")
+        self.every_s = every_s
+        self.scene_change = scene_change
+        self.max_skip_s = max_skip_s
+        self._clock = clock
+        self._next_due: Optional[float] = None
+        self._last_t: Optional[float] = None
+        self._now: float = 0.0
+        self._thumb: Optional[np.ndarray] = None
+        self._thumb_t = 0.0
+
+    def reset(self) -> None:
+        """Forget the schedule and the last image (after a reopen: the next frame is due and kept)."""
+        self._next_due = None
+        self._last_t = None
+        self._thumb = None
+
+    def due(self, pts_s: float, now_mono: Optional[float] = None, is_live: bool = False) -> bool:
+        """True for one frame every `every_s` of stream time (files) or wall time (live)."""
+        t = (self._clock() if now_mono is None else now_mono) if is_live else pts_s
+        if self._last_t is not None and t < self._last_t - PTS_EPSILON_S:
+            # Time went backwards: a file looped or a stream restarted its clock.
+            self._next_due = None
+            self._thumb = None
+        self._last_t = t
+        self._now = t
+        if self._next_due is not None and t < self._next_due - PTS_EPSILON_S:
+            return False
+        # Stay on the grid (0, 1, 2 s...) unless we fell more than a period behind it.
+        grid = t if self._next_due is None else self._next_due
+        self._next_due = grid + self.every_s if t - grid < self.every_s else t + self.every_s
+        return True
+
+    def changed(self, image: np.ndarray) -> bool:
+        """False when `image` looks like the last frame let through (and it was let through recently)."""
+        if self.scene_change <= 0:
+            return True
+        thumb = _thumbnail(image)
+        now = self._now
+        if self._thumb is not None and self._thumb.shape == thumb.shape:
+            diff = float(np.mean(np.abs(thumb - self._thumb))) / 255.0
+            overdue = self.max_skip_s is not None and now - self._thumb_t >= self.max_skip_s
+            if diff < self.scene_change and not overdue:
+                return False
+        self._thumb = thumb
+        self._thumb_t = now
+        return True
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    small = cv2.resize(image, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+    if small.ndim == 3:
+        small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    return small.astype(np.int16)

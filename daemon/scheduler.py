@@ -1,0 +1,147 @@
+"""Bounded per-stream slots between the readers and the workers, picked fairly.
+
+Readers `put()` and never block: a full slot loses its oldest frame (`replaced`), so a slow model
+sees the newest picture instead of a growing backlog. Workers `get()`: streams are served
+round-robin, one frame per stream per turn, so a busy 30 fps camera cannot starve a 1 fps one;
+frames older than the stream's `max_frame_age_s` at pick time are skipped (`too_old`). Every frame
+that leaves without being handed out is counted under a drop reason.
+
+Counters are called outside the lock: `counters_for` belongs to the service and may take its own.
+"""
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Tuple
+
+from daemon.counters import StreamCounters
+from daemon.frames import Frame
+
+log = logging.getLogger(__name__)
+
+Drops = List[Tuple[str, str, int]]
+"""(stream, reason, count) to count once the lock is released."""
+
+
+@dataclass
+class _Slot:
+    size: int
+    max_age_s: float
+    frames: Deque[Frame] = field(default_factory=collections.deque)
+
+
+class Scheduler:
+    """Thread-safe: any number of readers put, any number of workers get."""
+
+    def __init__(self, counters_for: Callable[[str], StreamCounters],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._counters_for = counters_for
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._slots: Dict[str, _Slot] = {}
+        self._order: List[str] = []
+        self._cursor = 0
+        self._closed = False
+
+    def add_stream(self, name: str, slot_size: int = 1, max_frame_age_s: float = 2.0) -> None:
+        if slot_size < 1 or max_frame_age_s <= 0:
+            raise ValueError("stream %s: slot_size must be >= 1 and max_frame_age_s > 0" % name)
+        with self._cond:
+            if name in self._slots:
+                raise ValueError("stream %s: already scheduled" % name)
+            self._slots[name] = _Slot(slot_size, max_frame_age_s)
+            self._order.append(name)
+
+    def remove_stream(self, name: str) -> None:
+        """Forget a stream; its queued frames are counted `shutdown`. Unknown names are ignored."""
+        with self._cond:
+            slot = self._slots.pop(name, None)
+            if slot is None:
+                return
+            index = self._order.index(name)
+            del self._order[index]
+            if index < self._cursor:
+                self._cursor -= 1
+            pending = len(slot.frames)
+        self._count([(name, "shutdown", pending)])
+
+    def put(self, frame: Frame) -> None:
+        """Queue `frame` in its stream's slot; never blocks."""
+        drops: Drops = []
+        with self._cond:
+            slot = self._slots.get(frame.stream)
+            if slot is None or self._closed:
+                drops.append((frame.stream, "shutdown", 1))
+            else:
+                while len(slot.frames) >= slot.size:
+                    slot.frames.popleft()
+                    drops.append((frame.stream, "replaced", 1))
+                slot.frames.append(frame)
+                self._cond.notify()
+        self._count(drops)
+
+    def get(self, timeout: float) -> Optional[Frame]:
+        """The next frame, fairly across streams; None after `timeout` s or once closed."""
+        deadline = self._clock() + max(0.0, timeout)
+        drops: Drops = []
+        try:
+            with self._cond:
+                while not self._closed:
+                    frame = self._pick(drops)
+                    if frame is not None:
+                        return frame
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        return None
+                    self._cond.wait(left)
+                return None
+        finally:
+            self._count(drops)
+
+    def _pick(self, drops: Drops) -> Optional[Frame]:
+        """Round-robin from the cursor; drops stale frames on the way. Caller holds the lock."""
+        now = self._clock()
+        count = len(self._order)
+        for step in range(count):
+            index = (self._cursor + step) % count
+            name = self._order[index]
+            slot = self._slots[name]
+            while slot.frames and now - slot.frames[0].mono_time > slot.max_age_s:
+                slot.frames.popleft()
+                drops.append((name, "too_old", 1))
+            if slot.frames:
+                self._cursor = (index + 1) % count
+                return slot.frames.popleft()
+        return None
+
+    def depth(self) -> int:
+        with self._cond:
+            return sum(len(slot.frames) for slot in self._slots.values())
+
+    def depth_of(self, name: str) -> int:
+        with self._cond:
+            slot = self._slots.get(name)
+            return len(slot.frames) if slot is not None else 0
+
+    def streams(self) -> List[str]:
+        with self._cond:
+            return list(self._order)
+
+    def close(self) -> None:
+        """Wake every getter (they return None); queued frames are counted `shutdown`."""
+        with self._cond:
+            self._closed = True
+            drops = [(name, "shutdown", len(slot.frames)) for name, slot in self._slots.items()]
+            for slot in self._slots.values():
+                slot.frames.clear()
+            self._cond.notify_all()
+        self._count(drops)
+
+    def _count(self, drops: Drops) -> None:
+        for stream, reason, n in drops:
+            if n:
+                try:
+                    self._counters_for(stream).drop(reason, n)
+                except Exception:  # a stream removed from the service mid-way has no counters
+                    log.debug("no counters for stream %s (%s x%d)", stream, reason, n, extra={"stream": stream})

@@ -1,0 +1,205 @@
+"""Wires the daemon together and runs it: start, reload (SIGHUP), stop (SIGTERM).
+
+Threads: one reader per stream (supervisor), N workers (one engine each), one publisher, the
+metrics HTTP server; the main thread handles signals, sd_notify, stats and reloads. `stop()`
+joins in reverse order of `start()`: readers first (no new frames), then workers (the frame in
+flight is finished and published), then the publisher (flushes), all within STOP_BUDGET_S.
+"""
+import logging
+import signal
+import threading
+import time
+import uuid
+from typing import Dict, List, Optional
+
+from blip.errors import BlipError
+from daemon.config import Settings, check_tasks, diff_streams, load_config
+from daemon.errors import ConfigError, DaemonError
+from daemon.logsetup import setup_logging
+from daemon.streams import StreamSet
+from daemon.worker import Worker
+
+log = logging.getLogger(__name__)
+
+WEDGED_AFTER_S = 60.0
+"""A frame waiting while no inference finished for this long stops the systemd watchdog pings."""
+STOP_BUDGET_S = 8.0
+"""systemd's TimeoutStopSec is longer; the whole stop stays under 10 s."""
+TICK_S = 0.5
+
+
+class Service:
+    """The daemon: build with a validated config, then `run()` until a stop signal."""
+
+    def __init__(self, settings: Settings, engine_factory=None) -> None:  # type: ignore[no-untyped-def]
+        from blip.package import ModelPackage
+        from daemon.emit import Emitter
+        from daemon.health import Metrics, Notifier, ProgressMonitor
+        from daemon.publisher import Publisher
+        from daemon.scheduler import Scheduler
+
+        self.settings = settings
+        self.boot = uuid.uuid4().hex[:12]
+        try:
+            self.package = ModelPackage.load(str(settings.model.package))
+        except BlipError as exc:
+            raise ConfigError("%s: model.package: %s" % (settings.source_path, exc)) from None
+        check_tasks(settings, set(self.package.tasks))
+        self.tasks = tuple(sorted(settings.tasks_needed())) or ("caption",)
+        self._engine_factory = engine_factory or self._default_engine
+        self.notifier = Notifier()
+        self.metrics = Metrics()
+        self.progress = ProgressMonitor(stall_after_s=WEDGED_AFTER_S)
+        self.scheduler = Scheduler(self._counters_for)
+        self.publisher = Publisher(
+            bind=settings.publish.bind,
+            boot=self.boot,
+            model=self.package.name,
+            counters_for=self._counters_for,
+            send_hwm=settings.publish.send_hwm,
+            linger_ms=settings.publish.linger_ms,
+            queue_size=settings.publish.queue_size,
+            curve=settings.publish.curve,
+        )
+        self.emitter = Emitter(self.publisher, settings.publish)
+        self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics)
+        self.workers: List[Worker] = []
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._metrics_server = None  # type: Optional[object]
+        self._last_stats = time.monotonic()
+
+    def _counters_for(self, name: str):  # type: ignore[no-untyped-def]
+        return self.streams.counters_for(name)
+
+    def _default_engine(self) -> object:
+        from blip.engine import Engine
+        from blip.runtime import create_runtime, resolve_backend
+
+        model = self.settings.model
+        backend = resolve_backend(model.backend, self.package)
+        runtime = create_runtime(backend, device=model.device, threads=model.threads)
+        return Engine(self.package, runtime, tasks=self.tasks)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Publisher, engines (in their worker threads), streams, metrics; then READY=1."""
+        self.publisher.start()
+        for index in range(self.settings.model.workers):
+            worker = Worker(
+                index,
+                self._engine_factory,
+                self.scheduler.get,
+                self.streams.state_of,
+                self.emitter,
+                self.progress,
+                self.metrics.observe_inference,
+            )
+            worker.start()
+            self.workers.append(worker)
+        for worker in self.workers:
+            if not worker.wait_loaded():
+                self.stop()
+                raise DaemonError("cannot load the model: %s" % (str(worker.load_error).splitlines() or ["timeout"])[0])
+        self.streams.apply(self.settings)
+        cfg = self.settings.metrics
+        if cfg.enabled and cfg.port:
+            self._metrics_server = self.metrics.serve(cfg.host, cfg.port)
+        self.notifier.ready()
+        self.notifier.status(self.status_line())
+        log.info("blipd started: boot %s, model %s, %d stream(s)", self.boot, self.package.name, len(self.settings.streams))
+
+    def stop(self) -> None:
+        """Reverse order of start, bounded by STOP_BUDGET_S in total."""
+        deadline = time.monotonic() + STOP_BUDGET_S
+        self.notifier.stopping()
+        self.streams.stop_all(timeout=max(0.5, (deadline - time.monotonic()) / 2))
+        self.scheduler.close()
+        for worker in self.workers:
+            if not worker.stop(max(0.1, deadline - time.monotonic() - 1.5)):
+                log.warning("worker %d still busy at shutdown; leaving it", worker.index)
+        self.publish_stats(final=True)
+        self.publisher.stop(timeout=max(0.5, deadline - time.monotonic()))
+        if self._metrics_server is not None:
+            self.metrics.shutdown(self._metrics_server)
+
+    def run(self) -> int:
+        """Install signal handlers, start, loop until SIGTERM/SIGINT; returns the exit code."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        self.start()
+        try:
+            while not self._stop.wait(TICK_S):
+                self.tick()
+        finally:
+            log.info("stopping")
+            self.stop()
+        log.info("stopped")
+        return 0
+
+    # -- main-thread duties ---------------------------------------------------------------------
+    def tick(self) -> None:
+        """Reload when asked, ping the watchdog while inference progresses, publish stats when due."""
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        if self.progress.healthy(waiting=self.scheduler.depth() > 0):
+            self.notifier.watchdog()
+        if time.monotonic() - self._last_stats >= self.settings.publish.stats_every_s:
+            self.publish_stats()
+            self.notifier.status(self.status_line())
+
+    def publish_stats(self, final: bool = False) -> None:
+        now = time.monotonic()
+        interval = max(1e-3, now - self._last_stats)
+        self._last_stats = now
+        for event in self.streams.stats_events(interval):
+            self.publisher.publish(event)
+
+    def status_line(self) -> str:
+        return self.streams.summary()
+
+    def reload(self) -> None:
+        """Apply a valid new config stream by stream; keep the old one on any error."""
+        self.notifier.reloading()
+        try:
+            new = load_config(str(self.settings.source_path))
+            check_tasks(new, set(self.package.tasks))
+            missing = new.tasks_needed() - set(self.tasks)
+            if missing:
+                raise ConfigError(
+                    "%s: the new config needs task(s) %s that were not loaded at start; restart blipd"
+                    % (new.source_path, ", ".join(sorted(missing)))
+                )
+        except (ConfigError, BlipError) as exc:
+            log.error("reload rejected, keeping the running config: %s", str(exc).splitlines()[0])
+            self.notifier.ready()
+            return
+        for section in ("model", "publish", "metrics"):
+            if getattr(new, section) != getattr(self.settings, section):
+                log.warning("reload: changes to '%s' take effect at the next restart", section)
+        diff = diff_streams(self.settings, new)
+        self.streams.apply(new, diff)
+        self.settings = new
+        log.info(
+            "reloaded: %d added, %d removed, %d changed, %d unchanged",
+            len(diff.added), len(diff.removed), len(diff.changed), len(diff.unchanged),
+        )
+        self.notifier.ready()
+
+
+def run_service(config_path: str) -> int:
+    """`blipd run`: exit 2 on a bad config or model, 1 on a runtime failure, 0 after a clean stop."""
+    settings = load_config(config_path)
+    setup_logging(settings.log_level, secrets=settings.secrets())
+    try:
+        service = Service(settings)
+    except (ConfigError, BlipError) as exc:
+        log.error("%s", str(exc).splitlines()[0])
+        return 2
+    try:
+        return service.run()
+    except DaemonError as exc:
+        log.error("%s", exc)
+        return 1

@@ -1,0 +1,158 @@
+"""The frame-source interface every decoder implements, and what a source needs to open a stream.
+
+A source is used by exactly one thread (its stream's supervisor): `open()`, then `grab()` every
+frame, `retrieve()` only the frames the sampler keeps (decoding to BGR costs more than grabbing),
+`close()`. When `grab()` returns False, `end_reason()` says why: `SourceEnded` (a file reached its
+end: the supervisor stops or loops) or another `SourceError` (the supervisor reconnects).
+"""
+import abc
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from daemon.errors import SourceError
+from daemon.redact import redact_text, redact_url, url_secrets
+
+__all__ = [
+    "DecoderUnavailable", "Source", "SourceEnded", "SourceError", "SourceSpec",
+    "check_file", "is_file_url", "to_bgr",
+]
+
+
+class SourceEnded(SourceError):
+    """A file source reached its end normally (not a failure: the stream is `ended` or loops)."""
+
+
+class DecoderUnavailable(SourceError):
+    """The configured decoder cannot be used on this machine: retrying will not help."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to open one stream; built by the service from the stream's config.
+
+    name:           stream name, on every log line and error
+    url:            what the decoder opens, secrets included: never logged (repr hides it)
+    display_url:    `url` with credentials masked; computed from `url` when left empty
+    is_live:        a camera (reconnect forever, sample by wall time) vs a file (ends, sample by pts)
+    loop:           files only: restart from the beginning at the end
+    decoder:        auto | opencv | pyav | sail
+    hwaccel:        ask the decoder for hardware decoding when it has it
+    open_timeout_s: bound on connecting/probing (OpenCV's default is 30 s)
+    read_timeout_s: bound on one blocked read; the supervisor lowers it to its stall timeout
+    realtime:       files only: pace reading to the file's frame rate (live-like playback)
+    """
+
+    name: str
+    url: str = field(repr=False)
+    display_url: str = ""
+    is_live: bool = True
+    loop: bool = False
+    decoder: str = "auto"
+    hwaccel: bool = False
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    realtime: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.display_url:
+            object.__setattr__(self, "display_url", redact_url(self.url))
+
+    def secrets(self) -> List[str]:
+        """The URL's secret parts, for cleaning decoder messages."""
+        return url_secrets(self.url)
+
+    def clean(self, text: str) -> str:
+        """`text` with this stream's secrets masked and folded onto one line."""
+        return " ".join(redact_text(str(text), self.secrets()).split())
+
+
+def is_file_url(url: str) -> bool:
+    """A plain path or file:// URL (anything else with a scheme is a network stream)."""
+    return url.startswith("file://") or "://" not in url
+
+
+def file_path(url: str) -> str:
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def check_file(spec: SourceSpec) -> None:
+    """Fail fast with a clear reason before a decoder turns a bad path into a vague error."""
+    path = file_path(spec.url)
+    prefix = "stream %s: cannot open %s: " % (spec.name, spec.display_url)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SourceError(prefix + "no such file") from None
+    except OSError as exc:
+        raise SourceError(prefix + (exc.strerror or type(exc).__name__).lower()) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceError(prefix + "is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(prefix + "not a regular file")
+    if info.st_size == 0:
+        raise SourceError(prefix + "empty file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(prefix + "permission denied")
+
+
+def to_bgr(image: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """BGR uint8 HxWx3 from what decoders hand out (gray, BGRA); None stays None."""
+    if image is None or image.size == 0:
+        return None
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(image, 3, axis=2))
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    return None
+
+
+class Source(abc.ABC):
+    """One open stream. Not thread-safe: only the supervisor's thread calls it, close() included."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect / open and probe; raises SourceError (one redacted line) within open_timeout_s."""
+
+    @abc.abstractmethod
+    def grab(self) -> bool:
+        """Advance one frame without converting it; False when no frame came (see end_reason)."""
+
+    @abc.abstractmethod
+    def retrieve(self) -> Optional[np.ndarray]:
+        """The last grabbed frame as BGR uint8 HxWx3, or None if it cannot be converted."""
+
+    @abc.abstractmethod
+    def end_reason(self) -> SourceError:
+        """Why the last grab() returned False: SourceEnded at a file's end, else a SourceError."""
+
+    @property
+    @abc.abstractmethod
+    def pts_s(self) -> float:
+        """Presentation time of the last grabbed frame, seconds of stream time (0 at open)."""
+
+    @property
+    @abc.abstractmethod
+    def fps(self) -> Optional[float]:
+        """Nominal frame rate, None when the container does not say."""
+
+    @property
+    def frames_grabbed(self) -> int:
+        """Frames grabbed since open()."""
+        return 0
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the decoder; safe to call twice and after a failed open()."""

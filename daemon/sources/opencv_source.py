@@ -1,0 +1,151 @@
+"""OpenCV (FFmpeg backend) source: files and network streams (RTSP, HTTP, HLS).
+
+Facts this module is built around:
+- OpenCV takes open/read timeouts only as constructor parameters (default 30 s each); a read that
+  hangs on a silent camera is interrupted after CAP_PROP_READ_TIMEOUT_MSEC and grab() returns False.
+- OpenCV serialises FFmpeg opens behind one global lock: a camera that does not answer delays the
+  opens (not the reads) of every other stream by up to its open timeout. Opens therefore run in the
+  stream's own thread, and open timeouts should stay short.
+- RTSP transport can only be chosen through the process-global OPENCV_FFMPEG_CAPTURE_OPTIONS
+  variable. We default it to TCP (no UDP packet loss or NAT trouble, one port) when this module is
+  first imported, before any capture is opened here: setting the environment while another thread
+  is inside an FFmpeg open could race with its getenv(). A value set by the operator is kept; the
+  limitation is that every stream of the process gets the same transport.
+- A VideoCapture must not be released while another thread grabs from it, so close() is only called
+  by the stream's own thread.
+"""
+import os
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from daemon.errors import SourceError
+from daemon.sources.base import Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr
+
+CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+os.environ.setdefault(CAPTURE_OPTIONS_ENV, "rtsp_transport;tcp")
+
+import cv2  # noqa: E402  (after the environment default above)
+
+NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
+"""Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
+
+EARLY_END_RATIO = 0.9
+"""A file that stops before this share of its announced frames is reported as cut short."""
+
+
+def _nominal_fps(value: float) -> Optional[float]:
+    return float(value) if 0.0 < value < 1000.0 else None
+
+
+class OpenCVSource(Source):
+    """cv2.VideoCapture with the FFmpeg backend."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        super().__init__(spec)
+        self._cap = None  # type: Optional[cv2.VideoCapture]
+        self._fps: Optional[float] = None
+        self._frame_count = 0
+        self._grabbed = 0
+        self._pts_s = 0.0
+        self._last_grab_blocked_s = 0.0
+        self._opened_at = 0.0
+
+    def _params(self) -> List[int]:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, int(self.spec.open_timeout_s * 1000)),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, int(self.spec.read_timeout_s * 1000)),
+        ]
+        if self.spec.hwaccel:
+            params += [cv2.CAP_PROP_HW_ACCELERATION, cv2.VIDEO_ACCELERATION_ANY]
+        return params
+
+    def _fail(self, why: str) -> SourceError:
+        return SourceError("stream %s: cannot open %s: %s" % (self.spec.name, self.spec.display_url, self.spec.clean(why)))
+
+    def open(self) -> None:
+        is_file = is_file_url(self.spec.url)
+        if is_file:
+            check_file(self.spec)
+        started = time.monotonic()
+        try:
+            cap = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG, self._params())
+        except cv2.error as exc:
+            raise self._fail(str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error") from None
+        if not cap.isOpened():
+            cap.release()
+            waited = time.monotonic() - started
+            if is_file:
+                raise self._fail("not a video file or unsupported format")
+            if waited >= 0.9 * self.spec.open_timeout_s:
+                raise self._fail("no answer within %.1f s" % self.spec.open_timeout_s)
+            raise self._fail("refused, not found or not a stream")
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+        if fourcc.to_bytes(4, "little") in NOT_VIDEO_FOURCC:
+            cap.release()
+            raise self._fail("not a video (text)")
+        self._cap = cap
+        self._fps = _nominal_fps(cap.get(cv2.CAP_PROP_FPS))
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self._frame_count = int(count) if is_file and 0 < count < 1e9 else 0
+        self._grabbed = 0
+        self._pts_s = 0.0
+        self._opened_at = time.monotonic()
+
+    def grab(self) -> bool:
+        if self._cap is None:
+            return False
+        started = time.monotonic()
+        ok = bool(self._cap.grab())
+        self._last_grab_blocked_s = time.monotonic() - started
+        if ok:
+            self._grabbed += 1
+            self._pts_s = max(self._pts_s, self._frame_pts())
+        return ok
+
+    def _frame_pts(self) -> float:
+        assert self._cap is not None
+        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if msec == msec and msec >= 0 and (msec > 0 or self._grabbed <= 2):
+            return msec / 1000.0
+        if self._fps:
+            return (self._grabbed - 1) / self._fps
+        return time.monotonic() - self._opened_at
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        if self._cap is None:
+            return None
+        ok, image = self._cap.retrieve()
+        return to_bgr(image) if ok else None
+
+    def end_reason(self) -> SourceError:
+        name, where = self.spec.name, self.spec.display_url
+        if not self.spec.is_live or is_file_url(self.spec.url):
+            if self._grabbed == 0:
+                return SourceError("stream %s: no decodable frame in %s" % (name, where))
+            if self._frame_count and self._grabbed < EARLY_END_RATIO * self._frame_count:
+                return SourceEnded("stream %s: %s ended early at frame %d of %d (damaged file?)"
+                                   % (name, where, self._grabbed, self._frame_count))
+            return SourceEnded("stream %s: end of %s after %d frames" % (name, where, self._grabbed))
+        if self._last_grab_blocked_s >= 0.8 * self.spec.read_timeout_s:
+            return SourceError("stream %s: no frame from %s for %.1f s (read timeout)"
+                               % (name, where, self._last_grab_blocked_s))
+        return SourceError("stream %s: %s lost after %d frames" % (name, where, self._grabbed))
+
+    @property
+    def pts_s(self) -> float:
+        return self._pts_s
+
+    @property
+    def fps(self) -> Optional[float]:
+        return self._fps
+
+    @property
+    def frames_grabbed(self) -> int:
+        return self._grabbed
+
+    def close(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()

@@ -1,0 +1,142 @@
+"""PyAV (FFmpeg through `av`) source: per-stream FFmpeg options instead of OpenCV's process-global ones.
+
+Compared with the OpenCV source: RTSP transport is set per stream (TCP), the open and read timeouts
+are enforced by PyAV's interrupt callback, and opens do not queue behind a global lock. `grab()`
+decodes a frame (YUV), `retrieve()` converts it to BGR, the costly part, only for kept frames.
+`hwaccel` is not used here (PyAV's hardware decoding API differs across versions).
+
+`av` is an optional dependency: importing this module without it raises ImportError, which the
+factory turns into "decoder pyav is not available".
+"""
+import time
+from typing import Any, Dict, Iterator, Optional
+
+import av
+import av.error
+import numpy as np
+
+from daemon.errors import SourceError
+from daemon.sources.base import Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr
+
+NOT_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf"}
+"""Codecs FFmpeg uses to render text files as "video": not a camera."""
+
+EARLY_END_RATIO = 0.9
+
+
+class PyAVSource(Source):
+    """av.open() + the first video stream's decoder."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        super().__init__(spec)
+        self._container: Any = None
+        self._frames: Optional[Iterator[Any]] = None
+        self._frame: Any = None
+        self._fps: Optional[float] = None
+        self._frame_count = 0
+        self._grabbed = 0
+        self._pts_s = 0.0
+        self._base_pts: Optional[float] = None
+        self._error: Optional[str] = None
+        self._last_grab_blocked_s = 0.0
+
+    def _fail(self, why: str) -> SourceError:
+        return SourceError("stream %s: cannot open %s: %s" % (self.spec.name, self.spec.display_url, self.spec.clean(why)))
+
+    def _options(self) -> Dict[str, str]:
+        if self.spec.url.startswith(("rtsp://", "rtsps://")):
+            return {"rtsp_transport": "tcp"}
+        return {}
+
+    def open(self) -> None:
+        is_file = is_file_url(self.spec.url)
+        if is_file:
+            check_file(self.spec)
+        url = self.spec.url[len("file://"):] if self.spec.url.startswith("file://") else self.spec.url
+        started = time.monotonic()
+        try:
+            container = av.open(url, options=self._options(),
+                                timeout=(self.spec.open_timeout_s, self.spec.read_timeout_s))
+        except av.error.FFmpegError as exc:
+            if is_file:
+                raise self._fail("not a video file or unsupported format") from None
+            if time.monotonic() - started >= 0.9 * self.spec.open_timeout_s:
+                raise self._fail("no answer within %.1f s" % self.spec.open_timeout_s) from None
+            raise self._fail(getattr(exc, "strerror", None) or type(exc).__name__) from None
+        video = container.streams.video
+        if not video or video[0].codec_context.name in NOT_VIDEO_CODECS:
+            container.close()
+            raise self._fail("no video stream" if not video else "not a video (text)")
+        stream = video[0]
+        stream.thread_type = "AUTO"
+        self._container = container
+        self._frames = container.decode(stream)
+        rate = stream.average_rate or stream.guessed_rate
+        self._fps = float(rate) if rate and 0 < float(rate) < 1000 else None
+        self._frame_count = int(stream.frames or 0) if is_file else 0
+        self._grabbed, self._pts_s, self._base_pts, self._error = 0, 0.0, None, None
+
+    def grab(self) -> bool:
+        if self._frames is None:
+            return False
+        started = time.monotonic()
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            self._frames = None
+            return False
+        except av.error.FFmpegError as exc:
+            self._error = getattr(exc, "strerror", None) or type(exc).__name__
+            self._frames = None
+            return False
+        finally:
+            self._last_grab_blocked_s = time.monotonic() - started
+        self._frame = frame
+        self._grabbed += 1
+        self._pts_s = max(self._pts_s, self._frame_time(frame))
+        return True
+
+    def _frame_time(self, frame: Any) -> float:
+        t = frame.time
+        if t is None:
+            return (self._grabbed - 1) / self._fps if self._fps else self._pts_s
+        if self._base_pts is None:
+            self._base_pts = float(t)
+        return float(t) - self._base_pts
+
+    def retrieve(self) -> Optional[np.ndarray]:
+        if self._frame is None:
+            return None
+        return to_bgr(self._frame.to_ndarray(format="bgr24"))
+
+    def end_reason(self) -> SourceError:
+        name, where = self.spec.name, self.spec.display_url
+        why = " (%s)" % self.spec.clean(self._error) if self._error else ""
+        if not self.spec.is_live or is_file_url(self.spec.url):
+            if self._grabbed == 0:
+                return SourceError("stream %s: no decodable frame in %s%s" % (name, where, why))
+            if self._error or (self._frame_count and self._grabbed < EARLY_END_RATIO * self._frame_count):
+                return SourceEnded("stream %s: %s ended early at frame %d%s (damaged file?)" % (name, where, self._grabbed, why))
+            return SourceEnded("stream %s: end of %s after %d frames" % (name, where, self._grabbed))
+        if self._last_grab_blocked_s >= 0.8 * self.spec.read_timeout_s:
+            return SourceError("stream %s: no frame from %s for %.1f s (read timeout)" % (name, where, self._last_grab_blocked_s))
+        return SourceError("stream %s: %s lost after %d frames%s" % (name, where, self._grabbed, why))
+
+    @property
+    def pts_s(self) -> float:
+        return self._pts_s
+
+    @property
+    def fps(self) -> Optional[float]:
+        return self._fps
+
+    @property
+    def frames_grabbed(self) -> int:
+        return self._grabbed
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        self._frames = None
+        self._frame = None
+        if container is not None:
+            container.close()

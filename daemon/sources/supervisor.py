@@ -1,0 +1,302 @@
+"""One reader thread per stream: open, read, sample, hand frames on; reconnect, stall watchdog, states.
+
+Why a thread per stream: decoders block (an open of a dead camera takes up to its open timeout, a
+read of a silent one up to its read timeout), and that must never delay another stream. OpenCV
+still serialises *opens* behind a global lock, so a dead camera can delay another stream's
+(re)open by its open timeout; reads of open streams are not affected.
+
+Policy:
+- live streams reconnect forever with exponential backoff and jitter (daemon.backoff); the attempt
+  counter resets once a connection stayed up for `healthy_after_s`;
+- stall watchdog: the source's read timeout is lowered to `stall_timeout_s`, so a read on a silent
+  camera returns within it; a read that returns (with or without a frame) after (about)
+  `stall_timeout_s` without frames -> `stalled`, close and reopen.
+  The watchdog needs no second thread (which could not interrupt a decoder safely anyway);
+- files: `ended` at the end, or reopened from the start when `loop`; a file that cannot be opened or
+  yields no frame is retried `file_retries` times with backoff (a file on a share being mounted),
+  then `failed`; a decoder that is not installed fails at once;
+- files with `realtime` are paced to their timestamps so a demo plays at real speed; without it a
+  file is read as fast as the decoder goes and the sampler picks frames by pts;
+- expected failures log one warning line; an unexpected exception is logged with its traceback the
+  first time, then as one line, and handled like a read failure (reconnect).
+
+Accounting per grabbed frame: `decoded`; then either drop `not_sampled` (between sample points,
+never converted) or `sampled` (converted), and of those either drop `unchanged` (scene gate) or
+handed to the sink (the scheduler).
+"""
+import dataclasses
+import enum
+import random
+import threading
+import time
+from typing import Callable, Optional
+
+from daemon.backoff import Backoff
+from daemon.counters import StreamCounters
+from daemon.frames import Frame
+from daemon.logsetup import stream_logger
+from daemon.sampler import Sampler
+from daemon.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec
+from daemon.sources.factory import make_source
+
+STALL_RATIO = 0.8
+"""A failed read after this share of stall_timeout_s without frames counts as a stall (timer slack)."""
+
+LOOP_PAUSE_S = 0.01
+"""Least pause between two plays of a looping file, so a one-frame file cannot spin."""
+
+REANCHOR_S = 1.0
+"""A realtime file that fell this far behind its clock (slow decode) restarts its pacing clock."""
+
+
+class SourceState(enum.Enum):
+    """Where a stream is; `value` is what the `stream` event publishes."""
+
+    STARTING = "starting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    STALLED = "stalled"
+    OFFLINE = "offline"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({SourceState.OFFLINE, SourceState.ENDED, SourceState.FAILED})
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamStatus:
+    """A state change, handed to `on_state` from the reader thread (or from stop()).
+
+    reason:     one line, credentials redacted
+    attempt:    reconnect attempt this delay is for (1, 2, ...); for `online`, the attempts it took
+    retry_in_s: seconds until the next open, for `reconnecting` / `stalled`; else None
+    """
+
+    stream: str
+    state: SourceState
+    reason: str = ""
+    attempt: int = 0
+    retry_in_s: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorPolicy:
+    stall_timeout_s: float = 10.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    healthy_after_s: float = 30.0
+    file_retries: int = 2
+
+
+class StreamSupervisor:
+    """start() / stop(timeout) one stream's reader thread. A stopped supervisor is not restarted."""
+
+    def __init__(self, spec: SourceSpec, sampler: Sampler, sink: Callable[[Frame], None],
+                 counters: StreamCounters, on_state: Callable[[StreamStatus], None],
+                 policy: SupervisorPolicy = SupervisorPolicy(),
+                 source_factory: Callable[[SourceSpec], Source] = make_source,
+                 rng: Optional[random.Random] = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        if spec.is_live:
+            # The stall watchdog rides on the read timeout: no read may block longer than a stall.
+            spec = dataclasses.replace(spec, read_timeout_s=min(spec.read_timeout_s, policy.stall_timeout_s))
+        self.spec = spec
+        self.name = spec.name
+        self.policy = policy
+        self._sampler = sampler
+        self._sink = sink
+        self._counters = counters
+        self._on_state = on_state
+        self._factory = source_factory
+        self._backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s, rng)
+        self._clock = clock
+        self._wall = wall_clock
+        self._log = stream_logger(__name__, spec.name)
+        self._stop = threading.Event()
+        self._state_lock = threading.RLock()  # on_state may call back into status
+        self._status = StreamStatus(spec.name, SourceState.STARTING, "not started")
+        self._traceback_logged = False
+        self._thread = threading.Thread(target=self._run, name="reader-%s" % spec.name, daemon=True)
+
+    @property
+    def status(self) -> StreamStatus:
+        return self._status
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        if not self._stop.is_set() and self._thread.ident is None:
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop reading, close the source (in the reader thread), join. True when the thread ended."""
+        self._stop.set()
+        if threading.current_thread() is self._thread:  # called from on_state: the loop exits by itself
+            return False
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            # Blocked inside the decoder; it gives up within its open/read timeout (daemon thread).
+            self._log.warning("stream %s: reader still blocked in the decoder after %.1f s", self.name, timeout)
+        self._emit(SourceState.OFFLINE, "stopped")
+        return not self._thread.is_alive()
+
+    # -- reader thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._emit(SourceState.STARTING, "opening %s" % self.spec.display_url)
+            self._supervise()
+        except Exception:  # the loop itself failed: keep the process, report the stream
+            self._log.exception("stream %s: reader crashed", self.name)
+            self._emit(SourceState.FAILED, "stream %s: reader crashed" % self.name)
+        finally:
+            if self._stop.is_set():
+                self._emit(SourceState.OFFLINE, "stopped")
+
+    def _supervise(self) -> None:
+        file_failures = 0
+        while not self._stop.is_set():
+            started = self._clock()
+            result = self._session()
+            session_s = self._clock() - started
+            if result is None:
+                return
+            if isinstance(result, SourceEnded):
+                if not self.spec.loop:
+                    self._emit(SourceState.ENDED, str(result))
+                    return
+                self._log.info("%s; looping", result)
+                self._stop.wait(LOOP_PAUSE_S)
+                continue
+            if isinstance(result, DecoderUnavailable):
+                self._fail(result)
+                return
+            if not self.spec.is_live:
+                file_failures += 1
+                if file_failures > self.policy.file_retries:
+                    self._fail(result)
+                    return
+            self._retry(result, session_s)
+
+    def _fail(self, error: SourceError) -> None:
+        self._log.warning("%s; giving up", error)
+        self._emit(SourceState.FAILED, str(error))
+
+    def _retry(self, error: SourceError, session_s: float) -> None:
+        if session_s >= self.policy.healthy_after_s:
+            self._backoff.reset()
+        delay = self._backoff.next_delay()
+        stalled = isinstance(error, _Stalled)
+        state = SourceState.STALLED if stalled else SourceState.RECONNECTING
+        self._counters.add("reconnects")
+        self._log.warning("%s; retry %d in %.1f s", error, self._backoff.attempt, delay)
+        self._emit(state, str(error), self._backoff.attempt, round(delay, 3))
+        self._stop.wait(delay)
+
+    def _session(self) -> Optional[SourceError]:
+        """Open, read until failure/end/stop, close. None when stopped."""
+        source: Optional[Source] = None
+        try:
+            source = self._factory(self.spec)
+            source.open()
+            if self._stop.is_set():
+                return None
+            fps = source.fps
+            self._sampler.reset()
+            self._emit(SourceState.ONLINE, "opened %s%s" % (self.spec.display_url, " (%.3g fps)" % fps if fps else ""),
+                       self._backoff.attempt)
+            return self._read(source)
+        except SourceError as exc:
+            return exc
+        except Exception as exc:  # decoder or sink bug: log it, then behave as after a read failure
+            reason = "stream %s: unexpected %s: %s" % (self.name, type(exc).__name__, self.spec.clean(str(exc)))
+            if not self._traceback_logged:
+                self._traceback_logged = True
+                self._log.exception("stream %s: unexpected error in the reader", self.name)
+            return SourceError(reason)
+        finally:
+            if source is not None:
+                self._close(source)
+
+    def _close(self, source: Source) -> None:
+        try:
+            source.close()
+        except Exception as exc:
+            self._log.warning("stream %s: closing the source failed: %s", self.name, self.spec.clean(str(exc)))
+
+    def _read(self, source: Source) -> Optional[SourceError]:
+        live = self.spec.is_live
+        pace = (not live) and self.spec.realtime
+        last_frame = self._clock()
+        anchor: Optional[tuple] = None
+        index = 0
+        while not self._stop.is_set():
+            grabbed = source.grab()
+            silent = self._clock() - last_frame
+            if live and silent >= STALL_RATIO * self.policy.stall_timeout_s:
+                # Also when grab() succeeded: after a read timeout FFmpeg flushes the frames still
+                # in the decoder, one per timeout, which would hide a stall for several periods.
+                return _Stalled("stream %s: no frame for %.1f s (stalled)" % (self.name, silent))
+            if not grabbed:
+                return source.end_reason()
+            pts = source.pts_s
+            if pace:
+                anchor = self._pace(anchor, pts, source.fps)
+                if anchor is None:
+                    return None
+            now = self._clock()
+            last_frame = now
+            self._counters.add("decoded")
+            self._take(source, index, pts, now)
+            index += 1
+        return None
+
+    def _pace(self, anchor: Optional[tuple], pts: float, fps: Optional[float]) -> Optional[tuple]:
+        """Wait until `pts` is due on the pacing clock; returns the (mono, pts) anchor, None if stopped."""
+        now = self._clock()
+        if anchor is None or pts < anchor[1]:
+            return (now, pts)
+        delay = anchor[0] + (pts - anchor[1]) - now
+        if delay < -REANCHOR_S:
+            return (now, pts)
+        if delay > 0 and self._stop.wait(delay):
+            return None
+        return anchor
+
+    def _take(self, source: Source, index: int, pts: float, now: float) -> None:
+        """Sampler decisions for one grabbed frame; a kept one goes to the sink."""
+        if not self._sampler.due(pts, now, self.spec.is_live):
+            self._counters.drop("not_sampled")
+            return
+        image = source.retrieve()
+        if image is None:
+            self._counters.drop("not_sampled")
+            self._log.debug("stream %s: frame %d could not be converted", self.name, index)
+            return
+        self._counters.add("sampled")
+        if not self._sampler.changed(image):
+            self._counters.drop("unchanged")
+            return
+        image.setflags(write=False)
+        self._sink(Frame(self.name, index, pts, self._wall(), now, image))
+
+    def _emit(self, state: SourceState, reason: str, attempt: int = 0, retry_in_s: Optional[float] = None) -> None:
+        """Publish a state change; after a terminal state nothing more is published."""
+        status = StreamStatus(self.name, state, " ".join(reason.split()), attempt, retry_in_s)
+        with self._state_lock:
+            if self._status.state in TERMINAL:
+                return
+            self._status = status
+            try:
+                self._on_state(status)
+            except Exception:
+                self._log.exception("stream %s: state callback failed", self.name)
+
+
+class _Stalled(SourceError):
+    """No frame for the stall timeout on a live stream."""

@@ -1,0 +1,186 @@
+"""The running streams: for each one its counters, reader (supervisor), scheduler slot and worker
+state; added, removed and replaced as the config asks (start and SIGHUP)."""
+import logging
+import threading
+import time
+from typing import Dict, List, Optional
+
+from daemon.config import ResolvedStream, Settings, StreamDiff
+from daemon.counters import StreamCounters
+from daemon.events import StatsEvent, StreamEvent
+from daemon.logsetup import stream_logger
+from daemon.sampler import Sampler
+from daemon.sources.base import SourceSpec
+from daemon.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
+from daemon.stream_state import StreamState
+
+log = logging.getLogger(__name__)
+
+def source_spec(stream: ResolvedStream) -> SourceSpec:
+    return SourceSpec(
+        name=stream.name,
+        url=stream.secret_url(),
+        display_url=stream.display_url,
+        is_live=stream.is_live,
+        loop=stream.loop,
+        decoder=stream.decoder,
+        hwaccel=stream.hwaccel,
+        open_timeout_s=stream.open_timeout_s,
+        read_timeout_s=stream.read_timeout_s,
+    )
+
+
+def supervisor_policy(stream: ResolvedStream) -> SupervisorPolicy:
+    return SupervisorPolicy(
+        stall_timeout_s=stream.stall_timeout_s,
+        backoff_initial_s=stream.backoff_initial_s,
+        backoff_max_s=stream.backoff_max_s,
+    )
+
+
+class _Running:
+    """One started stream."""
+
+    def __init__(self, config: ResolvedStream, state: StreamState, supervisor: StreamSupervisor) -> None:
+        self.config = config
+        self.state = state
+        self.supervisor = supervisor
+        self.stats_snapshot: Dict[str, object] = {}
+
+
+class StreamSet:
+    """Owns the per-stream objects; the service calls it from the main thread only, the readers
+    and workers reach it through `counters_for`, `state_of` and the state callbacks."""
+
+    def __init__(self, scheduler, publisher, emitter, metrics) -> None:  # type: ignore[no-untyped-def]
+        self._scheduler = scheduler
+        self._publisher = publisher
+        self._emitter = emitter
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._counters: Dict[str, StreamCounters] = {}
+        self._running: Dict[str, _Running] = {}
+
+    def counters_for(self, name: str) -> StreamCounters:
+        """Counters outlive a stream's removal so late events of it are still counted."""
+        with self._lock:
+            counters = self._counters.get(name)
+            if counters is None:
+                counters = self._counters[name] = StreamCounters(name)
+            return counters
+
+    def state_of(self, name: str) -> Optional[StreamState]:
+        with self._lock:
+            running = self._running.get(name)
+        return running.state if running is not None else None
+
+    def names(self) -> List[str]:
+        with self._lock:
+            return list(self._running)
+
+    # -- add / remove --------------------------------------------------------------------------
+    def apply(self, settings: Settings, diff: Optional[StreamDiff] = None, stop_timeout: float = 5.0) -> None:
+        """Start every stream (diff None) or only what `diff` adds or changes; unchanged ones keep running."""
+        wanted = {s.name: s for s in settings.resolved_streams()}
+        if diff is None:
+            to_stop, to_start = [], list(wanted)
+        else:
+            to_stop = list(diff.removed) + list(diff.changed)
+            to_start = list(diff.added) + list(diff.changed)
+        self._stop_many(to_stop, stop_timeout)
+        for name in to_start:
+            self._start(wanted[name])
+
+    def _start(self, cfg: ResolvedStream) -> None:
+        counters = self.counters_for(cfg.name)
+        state = StreamState(cfg, counters, update_every_s=cfg.update_every_s)
+        self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=cfg.max_frame_age_s)
+        self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
+        supervisor = StreamSupervisor(
+            source_spec(cfg),
+            Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s),
+            self._scheduler.put,
+            counters,
+            self._on_state,
+            policy=supervisor_policy(cfg),
+        )
+        with self._lock:
+            self._running[cfg.name] = _Running(cfg, state, supervisor)
+        stream_logger(__name__, cfg.name).info("starting stream %s (%s)", cfg.name, cfg.display_url)
+        supervisor.start()
+
+    def _stop_many(self, names: List[str], timeout: float) -> None:
+        """Stop readers in parallel: a reader blocked in a dead camera's open must not delay the others."""
+        with self._lock:
+            running = [self._running.pop(n) for n in names if n in self._running]
+        stoppers = [threading.Thread(target=r.supervisor.stop, args=(timeout,), daemon=True) for r in running]
+        for t in stoppers:
+            t.start()
+        deadline = time.monotonic() + timeout + 0.5
+        for t in stoppers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for r in running:
+            self._scheduler.remove_stream(r.config.name)
+            with r.state.lock:  # waits for a worker finishing a frame of this stream
+                self._emitter.end_matches(r.state, r.state.last_frame, time.time())
+            self._metrics.unwatch(r.config.name)
+
+    def stop_all(self, timeout: float) -> None:
+        self._stop_many(self.names(), timeout)
+
+    # -- callbacks from reader threads -------------------------------------------------------------
+    def _on_state(self, status: StreamStatus) -> None:
+        """Publish the change; after the last frame of a stream, end its active matches."""
+        self._metrics.set_state(status.stream, status.state.value)
+        if status.state is SourceState.STARTING:
+            return
+        self._publisher.publish(
+            StreamEvent.now(
+                status.stream,
+                state=status.state.value,
+                reason=status.reason or None,
+                attempt=status.attempt,
+                retry_in_s=status.retry_in_s,
+            )
+        )
+        if status.state is not SourceState.ONLINE:
+            state = self.state_of(status.stream)  # None once the stream is being removed
+            if state is not None:
+                with state.lock:
+                    self._emitter.end_matches(state, state.last_frame, time.time())
+
+    # -- stats / status ----------------------------------------------------------------------------
+    def stats_events(self, interval_s: float) -> List[StatsEvent]:
+        with self._lock:
+            running = list(self._running.values())
+        events = []
+        for r in running:
+            snapshot = r.state.counters.snapshot()
+            events.append(
+                StatsEvent.from_counters(
+                    r.config.name,
+                    snapshot,
+                    r.stats_snapshot,
+                    interval_s,
+                    self._scheduler.depth_of(r.config.name),
+                    self._publisher.latency_summary(r.config.name),
+                )
+            )
+            r.stats_snapshot = snapshot
+        return events
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: stream states and totals."""
+        with self._lock:
+            running = list(self._running.values())
+        states: Dict[str, int] = {}
+        inferred = dropped = 0
+        for r in running:
+            key = r.supervisor.status.state.value
+            states[key] = states.get(key, 0) + 1
+            snap = r.state.counters.snapshot()
+            inferred += int(snap.get("inferred", 0))  # type: ignore[call-overload]
+            dropped += sum(snap.get("dropped", {}).values())  # type: ignore[union-attr]
+        parts = ", ".join("%d %s" % (n, s) for s, n in sorted(states.items())) or "no streams"
+        return "%d stream(s): %s; inferred %d, dropped %d" % (len(running), parts, inferred, dropped)
+

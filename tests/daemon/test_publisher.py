@@ -1,0 +1,220 @@
+"""Publisher against real SUB sockets: sequence numbers, snapshots, never blocking, drops counted."""
+import json
+import time
+from typing import Dict, List, Optional
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+import zmq
+
+from daemon.counters import StreamCounters
+from daemon.errors import PublishError
+from daemon.events import CaptionEvent, Event, StreamEvent, json_schema
+from daemon.frames import Frame
+from daemon.publisher import Publisher
+from daemon.snapshot import encode_snapshot
+
+DEADLINE_S = 15.0
+
+
+class Counters:
+    """counters_for() of a test: one StreamCounters per stream, created on first use."""
+
+    def __init__(self) -> None:
+        self.by_stream: Dict[str, StreamCounters] = {}
+
+    def __call__(self, stream: str) -> StreamCounters:
+        return self.by_stream.setdefault(stream, StreamCounters(stream))
+
+    def get(self, stream: str, name: str) -> int:
+        return self(stream).get(name)
+
+
+def make_publisher(counters: Counters, **kwargs) -> Publisher:
+    return Publisher("tcp://127.0.0.1:*", boot="boot1", model="demo", counters_for=counters, **kwargs)
+
+
+def sub_socket(context: zmq.Context, endpoint: str, topics=("",), rcvhwm: Optional[int] = None,
+               **options) -> zmq.Socket:
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    if rcvhwm is not None:
+        sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    for name, value in options.items():
+        setattr(sock, name, value)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(endpoint)
+    return sock
+
+
+def wait_joined(publisher: Publisher, sock: zmq.Socket) -> None:
+    """Beat the slow joiner: publish probe events until the SUB receives one."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        publisher.publish(StreamEvent.now("probe", state="online"))
+        if sock.poll(50):
+            return
+    raise AssertionError("the subscription never took")
+
+
+def recv_events(sock: zmq.Socket, stream: str, count: int) -> List[List[bytes]]:
+    """The next `count` messages of `stream` (probes and other streams skipped)."""
+    got: List[List[bytes]] = []
+    deadline = time.monotonic() + DEADLINE_S
+    while len(got) < count:
+        assert time.monotonic() < deadline, "got %d of %d events" % (len(got), count)
+        if sock.poll(100):
+            parts = sock.recv_multipart()
+            if json.loads(parts[1])["stream"] == stream:
+                got.append(parts)
+    return got
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)  # polling interval, not synchronisation: the condition decides
+
+
+def caption(index: int, stream: str = "demo") -> Event:
+    frame = Frame(stream, index, index / 10.0, time.time(), time.monotonic(), np.zeros((1, 1, 3), np.uint8))
+    return CaptionEvent.at_frame(frame, text="caption %d" % index, previous=None)
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.term()
+
+
+@pytest.fixture
+def counters():
+    return Counters()
+
+
+@pytest.fixture
+def publisher(counters):
+    pub = make_publisher(counters)
+    pub.start()
+    yield pub
+    pub.stop(timeout=2.0)
+
+
+def test_seq_is_contiguous_and_events_validate(context, publisher, counters):
+    sock = sub_socket(context, publisher.endpoint, topics=("caption/", "stream/probe"))
+    try:
+        wait_joined(publisher, sock)
+        for i in range(200):
+            assert publisher.publish(caption(i), mono_time=time.monotonic())
+        messages = recv_events(sock, "demo", 200)
+    finally:
+        sock.close()
+    validator = jsonschema.Draft202012Validator(json_schema())
+    events = [json.loads(parts[1]) for parts in messages]
+    for parts, event in zip(messages, events):
+        validator.validate(event)
+        assert len(parts) == 2 and parts[0] == b"caption/demo"
+    assert [e["seq"] for e in events] == list(range(1, 201))
+    assert {e["boot"] for e in events} == {"boot1"} and {e["model"] for e in events} == {"demo"}
+    assert all(e["latency_ms"] >= 0 for e in events)
+    wait_for(lambda: counters.get("demo", "published") == 200, "published count")
+    summary = publisher.latency_summary("demo")
+    assert summary is not None and summary.count == 200
+    assert publisher.latency_summary("demo") is None  # taken per interval
+
+
+def test_snapshot_travels_as_third_part(context, publisher):
+    image = np.full((360, 640, 3), (0, 0, 255), np.uint8)
+    jpeg = encode_snapshot(image, max_side=160, quality=80)
+    sock = sub_socket(context, publisher.endpoint)
+    try:
+        wait_joined(publisher, sock)
+        publisher.publish(caption(1), jpeg=jpeg)
+        (parts,) = recv_events(sock, "demo", 1)
+    finally:
+        sock.close()
+    assert len(parts) == 3 and parts[2] == jpeg
+    decoded = cv2.imdecode(np.frombuffer(parts[2], np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (90, 160, 3)  # aspect kept, longer side = max_side
+    assert decoded[45, 80, 2] > 200 and decoded[45, 80, 0] < 50
+
+
+def test_snapshot_keeps_small_images_and_rejects_empty():
+    small = np.zeros((20, 30, 3), np.uint8)
+    assert cv2.imdecode(np.frombuffer(encode_snapshot(small, 640, 80), np.uint8), 1).shape == (20, 30, 3)
+    from blip.errors import ImageError
+    with pytest.raises(ImageError):
+        encode_snapshot(np.zeros((0, 0, 3), np.uint8), 640, 80)
+
+
+def test_a_subscriber_that_never_reads_does_not_block(context, counters):
+    publisher = make_publisher(counters, send_hwm=50)
+    publisher.start()
+    sock = sub_socket(context, publisher.endpoint, rcvhwm=50)
+    try:
+        wait_joined(publisher, sock)
+        accepted = sum(publisher.publish(caption(i)) for i in range(20000))
+        assert counters.get("demo", "publish_dropped") == 20000 - accepted
+        wait_for(lambda: counters.get("demo", "published") + counters.get("demo", "publish_dropped") == 20000,
+                 "every event sent or counted as dropped")
+        # what the SUB holds is in order; losses would show as gaps in seq
+        seqs = [json.loads(p[1])["seq"] for p in recv_events(sock, "demo", 20)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 20
+    finally:
+        sock.close()
+        publisher.stop(timeout=2.0)
+
+
+def test_a_full_queue_counts_drops_and_leaves_a_seq_gap(context, counters):
+    publisher = make_publisher(counters, queue_size=5)
+    results = [publisher.publish(caption(i)) for i in range(8)]  # not started: nothing drains
+    assert results == [True] * 5 + [False] * 3
+    assert counters.get("demo", "publish_dropped") == 3
+    publisher.start()
+    sock = sub_socket(context, publisher.endpoint)
+    try:
+        wait_joined(publisher, sock)
+        publisher.publish(caption(9))
+        seqs = [json.loads(recv_events(sock, "demo", 1)[0][1])["seq"]]
+        while seqs[-1] <= 5:  # the five queued before anyone subscribed may or may not arrive
+            seqs.append(json.loads(recv_events(sock, "demo", 1)[0][1])["seq"])
+    finally:
+        sock.close()
+        publisher.stop(timeout=2.0)
+    assert seqs[-1] == 9  # 6, 7, 8 were dropped: the gap shows it
+
+
+def test_stop_flushes_what_is_queued(context, counters):
+    publisher = make_publisher(counters)
+    publisher.start()
+    sock = sub_socket(context, publisher.endpoint)
+    try:
+        wait_joined(publisher, sock)
+        for i in range(100):
+            publisher.publish(caption(i))
+        publisher.stop(timeout=5.0)
+        seqs = [json.loads(p[1])["seq"] for p in recv_events(sock, "demo", 100)]
+    finally:
+        sock.close()
+    assert seqs == list(range(1, 101))
+    assert not publisher.publish(caption(101))  # after stop: dropped and counted, never blocks
+    assert counters.get("demo", "publish_dropped") == 1
+
+
+def test_bind_error_is_one_line(counters):
+    first = make_publisher(counters)
+    first.start()
+    try:
+        second = Publisher(first.endpoint, boot="b", model="m", counters_for=counters)
+        with pytest.raises(PublishError) as info:
+            second.start()
+        message = str(info.value)
+        assert message.startswith("publish.bind %s: " % first.endpoint)
+        assert "in use" in message and "\n" not in message
+    finally:
+        first.stop(timeout=1.0)

@@ -1,0 +1,833 @@
+"""A faithful test double of `sophon.sail` (reference/sophon-sail.md §9), for machines without a TPU.
+
+Data really flows: a "bmodel" is an ONNX file run by onnxruntime, and `Decoder` decodes files and
+RTSP through cv2.VideoCapture. What the double mirrors from sail 3.9.0-3.10.7:
+
+- constructors bound without py::arg are positional only (keywords raise TypeError);
+- `SailEngineError`, `SailDecoderError`, `SailTensorError`... subclass Exception, not RuntimeError;
+  `Decoder` open failures are RuntimeError; profile 3.9.0 "calls exit()" (SystemExit) on a bad
+  bmodel or a wrong IOMode;
+- numpy `Engine.process`: inputs force-cast to float32 then to the tensor dtype, outputs float32
+  copies; SYSO/DEVIO -> "bad input"; unknown input name -> SailEngineError; a wrong shape is only
+  logged ("Reshape failed.") and a missing input keeps the previous call's data (strict profile:
+  both raise instead); the numpy form holds the GIL for the whole inference (`infer_s`), the
+  Tensor form releases it;
+- output names: the seed graphs' single output gets its bmodel name (`output_Concat`...), every
+  output gets `_f32` appended when the profile selects that variant;
+- `Decoder`: prints `decoder ctor: filepath=<url>` and `open filepath=<url>` to the C-level stdout
+  (credentials included) on open and on every reopen; read return codes per version; `is_eof`
+  only from 3.10.2; the reopen after 20 consecutive failed reads (EOF counts before 3.10.2);
+- `Bmcv.resize`/`vpp_resize` refuse BICUBIC on a BM1684X profile.
+
+The profile (version, chip, ...) comes from FAKE_SAIL_* environment variables read at import, or
+from `_configure(...)`; underscore names are the double's own controls, not sail API.
+
+Sidecar `<bmodel>.json` (optional): {"graph": name, "shapes": {input: [dims]}, "dynamic": bool,
+"chip": "BM1684X"}. Without it the graph name is the ONNX graph's name.
+"""
+import json
+import os
+import re
+import time
+from enum import IntEnum
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# profile
+
+
+class _Profile:
+    """What kind of box and sail build the double pretends to be."""
+
+    def __init__(self) -> None:
+        env = os.environ.get
+        self.version = env("FAKE_SAIL_VERSION", "3.10.7")
+        self.chip = env("FAKE_SAIL_CHIP", "BM1684X")
+        self.devices = int(env("FAKE_SAIL_DEVICES", "1"))
+        self.f32_names = env("FAKE_SAIL_F32_NAMES", "0") == "1"
+        self.ids_dtype = env("FAKE_SAIL_IDS_DTYPE", "F32")  # F32 | INT32: dtype of int64 ONNX tensors
+        self.strict = env("FAKE_SAIL_STRICT", "0") == "1"
+        self.infer_s = float(env("FAKE_SAIL_INFER_S", "0"))  # extra time per process() call
+        self.rtsp_drop = env("FAKE_SAIL_RTSP_DROP", "eof")  # eof | error: how a dead RTSP read ends
+        self.dev_mem = tuple(int(v) for v in env("FAKE_SAIL_DEV_MEM", "7615,120").split(","))
+        self.log: List[str] = []  # what the real sail would only have logged
+
+    def at_least(self, version: str) -> bool:
+        return _vtuple(self.version) >= _vtuple(version)
+
+
+def _vtuple(text: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+_profile = _Profile()
+__version__ = _profile.version
+
+
+def _configure(**changes: Any) -> None:
+    """Change the profile (version, chip, f32_names, ids_dtype, strict, infer_s, rtsp_drop...)."""
+    global __version__
+    for key, value in changes.items():
+        if not hasattr(_profile, key):
+            raise AttributeError("fake sail profile has no %r" % key)
+        setattr(_profile, key, value)
+    __version__ = _profile.version
+
+
+def _reset() -> None:
+    """Back to the profile of the environment."""
+    global _profile, __version__
+    _profile = _Profile()
+    __version__ = _profile.version
+
+
+def _logged() -> List[str]:
+    """Messages the real sail would only have logged (silent failures), oldest first."""
+    return list(_profile.log)
+
+
+def _stdout(text: str) -> None:
+    """Write to fd 1 the way C++ std::cout/spdlog do (under Python's sys.stdout)."""
+    os.write(1, (text + "\n").encode("utf-8", "replace"))
+
+
+def _log(text: str) -> None:
+    _profile.log.append(text)
+    _stdout("[sail] [error] " + text)
+
+
+def _positional(cls: str, kwargs: Dict[str, Any]) -> None:
+    if kwargs:
+        raise TypeError(
+            "__init__(): incompatible constructor arguments. The following argument types are supported: "
+            "(%s positional arguments only); invoked with keywords %s" % (cls, ", ".join(sorted(kwargs)))
+        )
+
+
+def _exit_like_390(message: str) -> None:
+    """sail 3.9.0 calls exit() on many errors: the process dies instead of raising."""
+    if not _profile.at_least("3.9.1"):
+        _stdout("[sail] [error] %s, exit" % message)
+        raise SystemExit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# enums and errors
+
+
+class IOMode(IntEnum):
+    SYSI = 0
+    SYSO = 1
+    SYSIO = 2
+    DEVIO = 3
+
+
+class Dtype(IntEnum):
+    BM_FLOAT32 = 0
+    BM_FLOAT16 = 1
+    BM_INT8 = 2
+    BM_UINT8 = 3
+    BM_INT16 = 4
+    BM_UINT16 = 5
+    BM_INT32 = 6
+    BM_UINT32 = 7
+    BM_BFLOAT16 = 8
+
+
+class Format(IntEnum):
+    FORMAT_YUV420P = 0
+    FORMAT_YUV422P = 1
+    FORMAT_YUV444P = 2
+    FORMAT_NV12 = 3
+    FORMAT_NV21 = 4
+    FORMAT_NV16 = 5
+    FORMAT_NV61 = 6
+    FORMAT_NV24 = 7
+    FORMAT_RGB_PLANAR = 8
+    FORMAT_BGR_PLANAR = 9
+    FORMAT_RGB_PACKED = 10
+    FORMAT_BGR_PACKED = 11
+    FORMAT_RGBP_SEPARATE = 12
+    FORMAT_BGRP_SEPARATE = 13
+    FORMAT_GRAY = 14
+    FORMAT_COMPRESSED = 15
+
+
+class ImgDtype(IntEnum):
+    DATA_TYPE_EXT_FLOAT32 = 0
+    DATA_TYPE_EXT_1N_BYTE = 1
+    DATA_TYPE_EXT_1N_BYTE_SIGNED = 2
+
+
+class bmcv_resize_algorithm(IntEnum):  # noqa: N801 (sail's name)
+    BMCV_INTER_NEAREST = 0
+    BMCV_INTER_LINEAR = 1
+    BMCV_INTER_BICUBIC = 2
+
+
+class DecoderStatus(IntEnum):
+    NONE = 0
+    OPENED = 1
+    CLOSED = 2
+    STATUS_MAX = 3
+
+
+class SailEngineError(Exception):
+    pass
+
+
+class SailDecoderError(Exception):
+    pass
+
+
+class SailTensorError(Exception):
+    pass
+
+
+class SailBMImageError(Exception):
+    pass
+
+
+class SailDeviceError(Exception):
+    pass
+
+
+_NP_DTYPES = {
+    Dtype.BM_FLOAT32: np.float32, Dtype.BM_INT8: np.int8, Dtype.BM_UINT8: np.uint8, Dtype.BM_INT32: np.int32,
+    Dtype.BM_UINT32: np.uint32, Dtype.BM_INT16: np.int16, Dtype.BM_UINT16: np.uint16,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# module functions
+
+
+def set_decoder_env(*args: Any, **kwargs: Any) -> int:
+    """Sets SAIL_DECODER_<key>; Decoder reads it once, at construction."""
+    _positional("set_decoder_env", kwargs)
+    key, value = args
+    os.environ["SAIL_DECODER_" + str(key)] = str(value)
+    return 0
+
+
+def set_print_flag(*args: Any) -> None:
+    pass
+
+
+def get_available_tpu_num() -> int:
+    return _profile.devices
+
+
+def get_dev_stat(*args: Any) -> List[int]:
+    """[mem_total, mem_used, tpu_util] in MiB / percent."""
+    (dev_id,) = args
+    if not 0 <= int(dev_id) < _profile.devices:
+        raise SailDeviceError("bm_dev_request failed")
+    total, used = _profile.dev_mem[:2]
+    return [total, used, 0]
+
+
+class Handle:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _positional("Handle", kwargs)
+        (dev_id,) = args
+        if not isinstance(dev_id, int) or not 0 <= dev_id < _profile.devices:
+            raise RuntimeError("Invalid tpu id: %s" % (dev_id,))
+        self._dev_id = dev_id
+
+    def get_device_id(self) -> int:
+        return self._dev_id
+
+    def get_sn(self) -> str:
+        return "FAKE%08d" % self._dev_id
+
+    def get_target(self) -> str:
+        return _profile.chip
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor
+
+
+class Tensor:
+    """Host-side buffer with a sail dtype (the device side is not modelled)."""
+
+    def __init__(self, handle: Handle, shape_or_data: Any, dtype: Optional[Dtype] = None,
+                 own_sys_data: bool = True, own_dev_data: bool = True) -> None:
+        if isinstance(shape_or_data, np.ndarray):
+            self._dtype = {v: k for k, v in _NP_DTYPES.items()}.get(shape_or_data.dtype.type, Dtype.BM_FLOAT32)
+            self._data = np.ascontiguousarray(shape_or_data, dtype=_NP_DTYPES[self._dtype]).copy()
+        else:
+            self._dtype = Dtype(dtype)
+            self._data = np.zeros([int(d) for d in shape_or_data], dtype=_NP_DTYPES[self._dtype])
+        self._own_sys = bool(own_sys_data)
+
+    def shape(self) -> List[int]:
+        return list(self._data.shape)
+
+    def dtype(self) -> Dtype:
+        return self._dtype
+
+    def update_data(self, data: Any) -> None:
+        """pybind11 picks an overload of the exact dtype first, else force-casts to float32."""
+        arr = np.asarray(data)
+        if arr.dtype.type not in _NP_DTYPES.values():
+            arr = arr.astype(np.float32)
+        if arr.ndim != self._data.ndim or list(arr.shape) != list(self._data.shape):
+            raise SailTensorError("invalid argument")
+        if arr.dtype.type is not _NP_DTYPES[self._dtype]:
+            raise SailTensorError("Wrong dtype of input array!")
+        self._data[...] = arr
+
+    def asnumpy(self, shape: Optional[Sequence[int]] = None) -> np.ndarray:
+        if shape is None:
+            return self._data.copy()
+        count = int(np.prod(shape))
+        return self._data.reshape(-1)[:count].reshape([int(d) for d in shape]).copy()
+
+    def sync_s2d(self, *args: Any) -> None:
+        pass
+
+    def sync_d2s(self, *args: Any) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine
+
+SEED_OUTPUTS = {
+    "blip_cap": "output_Concat",
+    "blip_itm": "output_Gather",
+    "blip_vqa_venc": "output_LayerNormalization",
+    "blip_vqa_tenc": "output_LayerNormalization",
+    "blip_vqa_tdec": "output_Concat",
+}
+"""Output names of the published seed bmodels (reference/seed-blip.md §2)."""
+_CHIP_IN_NAME = re.compile(r"_(bm1684x|bm1684|bm1688|cv186ah)_", re.IGNORECASE)
+
+
+class _Graph:
+    """One graph of a fake bmodel: an onnxruntime session plus sail's per-graph I/O buffers."""
+
+    def __init__(self, path: str, sidecar: Dict[str, Any]) -> None:
+        import onnx
+        import onnxruntime
+
+        model = onnx.load(path, load_external_data=False)
+        self.name = str(sidecar.get("graph") or model.graph.name)
+        self.dynamic = bool(sidecar.get("dynamic", False))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        fixed = sidecar.get("shapes", {})
+        self.onnx_types: Dict[str, str] = {}
+        self.in_shapes: Dict[str, List[int]] = {}
+        self.in_dtypes: Dict[str, Dtype] = {}
+        for node in self.session.get_inputs():
+            shape = fixed.get(node.name, node.shape)
+            if not all(isinstance(d, int) and d > 0 for d in shape):
+                raise ValueError("input %s has dynamic dims %s (give 'shapes' in the sidecar)" % (node.name, node.shape))
+            self.in_shapes[node.name] = [int(d) for d in shape]
+            self.in_dtypes[node.name] = _sail_dtype(node.type)
+            self.onnx_types[node.name] = node.type
+        outputs = self.session.get_outputs()
+        self.out_onnx: Dict[str, str] = {}  # engine name -> onnx name
+        self.out_dtypes: Dict[str, Dtype] = {}
+        for node in outputs:
+            base = SEED_OUTPUTS.get(self.name, node.name) if len(outputs) == 1 else node.name
+            engine_name = base + "_f32" if _profile.f32_names else base
+            self.out_onnx[engine_name] = node.name
+            self.out_dtypes[engine_name] = _sail_dtype(node.type)
+        self.in_bufs = {n: np.zeros(s, dtype=_NP_DTYPES[self.in_dtypes[n]]) for n, s in self.in_shapes.items()}
+        first = self.run_onnx()  # learns the output shapes, as the bmodel would state them
+        self.out_shapes = {n: list(first[n].shape) for n in self.out_onnx}
+        self.out_bufs = {n: np.zeros(self.out_shapes[n], dtype=_NP_DTYPES[self.out_dtypes[n]]) for n in self.out_onnx}
+
+    def run_onnx(self) -> Dict[str, np.ndarray]:
+        feeds = {n: self.in_bufs[n].astype(_onnx_np(self.onnx_types[n])) for n in self.in_bufs}
+        values = self.session.run(list(self.out_onnx.values()), feeds)
+        return dict(zip(self.out_onnx, values))
+
+    def infer(self) -> None:
+        """bmrt_launch_tensor_ex on the current input buffers, results into the output buffers."""
+        for name, value in self.run_onnx().items():
+            self.out_bufs[name] = np.asarray(value).astype(_NP_DTYPES[self.out_dtypes[name]])
+
+
+def _sail_dtype(onnx_type: str) -> Dtype:
+    if onnx_type in ("tensor(int64)", "tensor(int32)"):
+        return Dtype.BM_INT32 if _profile.ids_dtype == "INT32" else Dtype.BM_FLOAT32
+    return Dtype.BM_FLOAT32
+
+
+def _onnx_np(onnx_type: str) -> Any:
+    return {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(onnx_type, np.float32)
+
+
+_GIL_RATE: List[float] = []
+
+
+def _hold_gil(seconds: float) -> None:
+    """Busy for `seconds` inside one C call that never releases the GIL (like a pybind11 method
+    without gil_scoped_release); time.sleep would release it."""
+    if seconds <= 0:
+        return
+    if not _GIL_RATE:
+        started = time.perf_counter()
+        sum(range(2000000))
+        _GIL_RATE.append(2000000 / max(time.perf_counter() - started, 1e-6))
+    sum(range(int(seconds * _GIL_RATE[0])))
+
+
+class Engine:
+    """`Engine(bmodel_path, dev_id, iomode)`; one set of I/O buffers per graph, no lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _positional("Engine", kwargs)
+        if len(args) != 3 or not isinstance(args[0], str):
+            raise TypeError("fake sail: only Engine(bmodel_path: str, dev_id: int, mode: IOMode) is modelled")
+        path, dev_id, mode = args
+        self._handle = Handle(dev_id)
+        self._mode = IOMode(mode)
+        self._graphs: Dict[str, _Graph] = {}
+        sidecar = _read_sidecar(path)
+        chip = sidecar.get("chip") or _chip_in_name(path)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            _exit_like_390("load bmodel failed")
+            raise SailEngineError("invalid bmodel")
+        if chip and chip.upper() != _profile.chip:
+            _log("bmodel %s is for %s, device is %s" % (os.path.basename(path), chip.upper(), _profile.chip))
+            _exit_like_390("load bmodel failed")
+            raise SailEngineError("invalid bmodel")
+        try:
+            graph = _Graph(path, sidecar)
+        except Exception as exc:  # anything onnx/onnxruntime refuses is "not a bmodel"
+            _log("Load bmodel failed: %s" % str(exc).splitlines()[0])
+            _exit_like_390("load bmodel failed")
+            raise SailEngineError("invalid bmodel") from None
+        self._graphs[graph.name] = graph
+
+    def _graph(self, name: str) -> _Graph:
+        graph = self._graphs.get(name)
+        if graph is None:
+            raise SailEngineError("invalid graph name: %s" % name)
+        return graph
+
+    def get_handle(self) -> Handle:
+        return self._handle
+
+    def get_device_id(self) -> int:
+        return self._handle.get_device_id()
+
+    def get_graph_names(self) -> List[str]:
+        return list(self._graphs)
+
+    def graph_is_dynamic(self, *args: Any) -> bool:
+        return self._graph(args[0]).dynamic
+
+    def get_input_names(self, *args: Any) -> List[str]:
+        return list(self._graph(args[0]).in_shapes)
+
+    def get_output_names(self, *args: Any) -> List[str]:
+        return list(self._graph(args[0]).out_onnx)
+
+    def get_input_shape(self, *args: Any) -> List[int]:
+        return list(_lookup(self._graph(args[0]).in_shapes, args[1]))
+
+    def get_output_shape(self, *args: Any) -> List[int]:
+        return list(_lookup(self._graph(args[0]).out_shapes, args[1]))
+
+    def get_max_input_shapes(self, *args: Any) -> Dict[str, List[int]]:
+        return {k: list(v) for k, v in self._graph(args[0]).in_shapes.items()}
+
+    def get_max_output_shapes(self, *args: Any) -> Dict[str, List[int]]:
+        return {k: list(v) for k, v in self._graph(args[0]).out_shapes.items()}
+
+    def get_input_dtype(self, *args: Any) -> Dtype:
+        return _lookup(self._graph(args[0]).in_dtypes, args[1])
+
+    def get_output_dtype(self, *args: Any) -> Dtype:
+        return _lookup(self._graph(args[0]).out_dtypes, args[1])
+
+    def get_input_scale(self, *args: Any) -> float:
+        return 1.0
+
+    def get_output_scale(self, *args: Any) -> float:
+        return 1.0
+
+    def create_input_tensors_map(self, graph_name: str, create_mode: int = -1) -> Dict[str, Tensor]:
+        graph = self._graph(graph_name)
+        sys_in = self._mode in (IOMode.SYSI, IOMode.SYSIO) or create_mode == 0
+        return {n: Tensor(self._handle, s, graph.in_dtypes[n], sys_in, True) for n, s in graph.in_shapes.items()}
+
+    def create_output_tensors_map(self, graph_name: str, create_mode: int = -1) -> Dict[str, Tensor]:
+        graph = self._graph(graph_name)
+        sys_out = self._mode in (IOMode.SYSO, IOMode.SYSIO) or create_mode == 0
+        return {n: Tensor(self._handle, s, graph.out_dtypes[n], sys_out, True) for n, s in graph.out_shapes.items()}
+
+    def process(self, *args: Any, **kwargs: Any) -> Any:
+        """numpy form `process(graph_name, input_tensors, core_list=[])` (holds the GIL) or Tensor
+        form `process(graph_name, input, output, core_list=[])` (releases it)."""
+        names = ("graph_name", "input", "output", "core_list")
+        if "input_tensors" in kwargs or (len(args) >= 2 and _is_array_map(args[1])):
+            names = ("graph_name", "input_tensors", "core_list")
+        bound = dict(zip(names, args))
+        bound.update(kwargs)
+        if "input_tensors" in bound:
+            return self._process_numpy(bound["graph_name"], bound["input_tensors"], bound.get("core_list", []))
+        return self._process_tensors(bound["graph_name"], bound["input"], bound["output"], bound.get("core_list", []))
+
+    def _process_numpy(self, graph_name: str, inputs: Dict[str, Any], core_list: List[int]) -> Dict[str, np.ndarray]:
+        if self._mode not in (IOMode.SYSI, IOMode.SYSIO):
+            _exit_like_390("Error IOMode! If input type is numpy.array, IOMode must be SYSIO or SYSI!")
+            raise SailEngineError("bad input")
+        graph = self._graph(graph_name)
+        _check_cores(core_list)
+        for name, value in inputs.items():
+            arr = np.ascontiguousarray(value, dtype=np.float32)  # pybind11 array_t<float> forcecast
+            if name not in graph.in_shapes:
+                raise SailEngineError("bad input: no tensor %s in graph %s" % (name, graph_name))
+            self._fill(graph, name, arr)
+        self._missing(graph, inputs)
+        graph.infer()
+        _hold_gil(_profile.infer_s)
+        if self._mode == IOMode.SYSI:  # outputs are copied back only for SYSO/SYSIO
+            return {n: np.zeros(s, dtype=np.float32) for n, s in graph.out_shapes.items()}
+        return {n: graph.out_bufs[n].astype(np.float32) for n in graph.out_onnx}
+
+    def _fill(self, graph: _Graph, name: str, arr: np.ndarray) -> None:
+        want = graph.in_shapes[name]
+        buf = graph.in_bufs[name]
+        if list(arr.shape) != want:
+            if _profile.strict:
+                raise SailEngineError("fake sail (strict): %s shape %s, graph wants %s" % (name, list(arr.shape), want))
+            _log("Reshape failed.")
+            flat, src = buf.reshape(-1), arr.reshape(-1)
+            count = min(flat.size, src.size)
+            flat[:count] = src[:count].astype(buf.dtype)  # the rest keeps the previous call's data
+            return
+        buf[...] = arr.astype(buf.dtype)
+
+    def _missing(self, graph: _Graph, given: Any) -> None:
+        missing = [n for n in graph.in_shapes if n not in given]
+        if missing and _profile.strict:
+            raise SailEngineError("fake sail (strict): missing input(s) %s: the real sail reuses stale data" % missing)
+
+    def _process_tensors(self, graph_name: str, inputs: Dict[str, Tensor], outputs: Dict[str, Tensor],
+                         core_list: List[int]) -> None:
+        graph = self._graph(graph_name)
+        _check_cores(core_list)
+        for name, tensor in inputs.items():
+            if name not in graph.in_shapes:
+                raise SailEngineError("bad input: no tensor %s in graph %s" % (name, graph_name))
+            if not tensor._own_sys and self._mode in (IOMode.SYSI, IOMode.SYSIO):
+                raise SailEngineError("bad input")
+            self._fill(graph, name, tensor._data)
+        self._missing(graph, inputs)
+        graph.infer()  # onnxruntime releases the GIL while it runs, as bmrt does here
+        if _profile.infer_s > 0:
+            time.sleep(_profile.infer_s)  # releases the GIL: py::call_guard<gil_scoped_release>
+        if self._mode in (IOMode.SYSO, IOMode.SYSIO):
+            for name, tensor in outputs.items():
+                tensor._data[...] = _lookup(graph.out_bufs, name).reshape(tensor._data.shape)
+
+
+def _lookup(table: Dict[str, Any], name: str) -> Any:
+    if name not in table:
+        raise SailEngineError("invalid tensor name: %s" % name)
+    return table[name]
+
+
+def _is_array_map(value: Any) -> bool:
+    return isinstance(value, dict) and not any(isinstance(v, Tensor) for v in value.values())
+
+
+def _check_cores(core_list: Sequence[int]) -> None:
+    """core_list is honoured only by BM1688/CV186AH builds (two cores); other builds ignore it."""
+    if _profile.chip not in ("BM1688", "CV186AH"):
+        return
+    for core in core_list:
+        if not 0 <= int(core) < 2:
+            raise SailEngineError("invalid core id %s" % core)
+
+
+def _read_sidecar(path: str) -> Dict[str, Any]:
+    side = path + ".json"
+    if not os.path.isfile(side):
+        return {}
+    with open(side, "r", encoding="utf-8") as fh:
+        return dict(json.load(fh))
+
+
+def _chip_in_name(path: str) -> str:
+    found = _CHIP_IN_NAME.search(os.path.basename(path))
+    return found.group(1) if found else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# BMImage, Bmcv
+
+
+class BMImage:
+    """A frame in device memory; the double keeps it as BGR and remembers the format it claims."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _positional("BMImage", kwargs)
+        self._bgr: Optional[np.ndarray] = None
+        self._format = Format.FORMAT_BGR_PACKED
+        self._dtype = ImgDtype.DATA_TYPE_EXT_1N_BYTE
+        self._pts_dts = [0.0, 0.0]
+        if args:
+            _, height, width, fmt, dtype = args
+            self._bgr = np.zeros((int(height), int(width), 3), dtype=np.uint8)
+            self._format, self._dtype = Format(fmt), ImgDtype(dtype)
+
+    def _set(self, bgr: np.ndarray, fmt: Format) -> None:
+        self._bgr, self._format = bgr, fmt
+
+    def width(self) -> int:
+        return 0 if self._bgr is None else int(self._bgr.shape[1])
+
+    def height(self) -> int:
+        return 0 if self._bgr is None else int(self._bgr.shape[0])
+
+    def format(self) -> Format:
+        return self._format
+
+    def dtype(self) -> ImgDtype:
+        return self._dtype
+
+    def get_pts_dts(self) -> List[float]:
+        return list(self._pts_dts)
+
+    def asmat(self) -> np.ndarray:
+        """uint8 HxWx3 BGR from any format (sophon-opencv toMAT)."""
+        if self._bgr is None:
+            raise SailBMImageError("empty BMImage")
+        return self._bgr.copy()
+
+    def asnumpy(self) -> np.ndarray:
+        """The raw layout: packed (H,W,3), planar (3,H,W), YUV420 (H*3/2,W). 3.9.1+."""
+        if not _profile.at_least("3.9.1"):
+            raise AttributeError("'sophon.sail.BMImage' object has no attribute 'asnumpy'")
+        if self._bgr is None:
+            raise SailBMImageError("empty BMImage")
+        if self._format in (Format.FORMAT_BGR_PACKED,):
+            return self._bgr.copy()
+        if self._format == Format.FORMAT_RGB_PACKED:
+            return self._bgr[:, :, ::-1].copy()
+        if self._format == Format.FORMAT_BGR_PLANAR:
+            return np.ascontiguousarray(self._bgr.transpose(2, 0, 1))
+        if self._format == Format.FORMAT_RGB_PLANAR:
+            return np.ascontiguousarray(self._bgr[:, :, ::-1].transpose(2, 0, 1))
+        import cv2
+
+        return cv2.cvtColor(self._bgr, cv2.COLOR_BGR2YUV_I420)
+
+
+class Bmcv:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _positional("Bmcv", kwargs)
+        (self._handle,) = args
+
+    def _resize(self, image: BMImage, width: int, height: int, alg: Any, what: str) -> BMImage:
+        import cv2
+
+        alg = bmcv_resize_algorithm(alg)
+        if alg == bmcv_resize_algorithm.BMCV_INTER_BICUBIC and _profile.chip == "BM1684X":
+            _log("%s: BM1684X supports only NEAREST and LINEAR" % what)
+            raise SailBMImageError("%s err" % what)
+        flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 2: cv2.INTER_CUBIC}[int(alg)]
+        out = BMImage()
+        out._set(cv2.resize(image.asmat(), (int(width), int(height)), interpolation=flags), image.format())
+        return out
+
+    def resize(self, input: BMImage, resize_w: int, resize_h: int,  # noqa: A002 (sail's keyword)
+               resize_alg: Any = bmcv_resize_algorithm.BMCV_INTER_NEAREST) -> BMImage:
+        return self._resize(input, resize_w, resize_h, resize_alg, "bmcv_image_resize")
+
+    def vpp_resize(self, input: BMImage, *rest: Any, **kwargs: Any) -> Any:  # noqa: A002
+        """vpp_resize(img, w, h, alg=NEAREST) -> BMImage, or vpp_resize(img, out, w, h, alg) -> int."""
+        if rest and isinstance(rest[0], BMImage):
+            out, width, height = rest[0], rest[1], rest[2]
+            alg = rest[3] if len(rest) > 3 else kwargs.get("resize_alg", bmcv_resize_algorithm.BMCV_INTER_NEAREST)
+            done = self._resize(input, width, height, alg, "bmcv_image_vpp_convert")
+            out._set(done.asmat(), out.format())
+            return 0
+        width = rest[0] if rest else kwargs["resize_w"]
+        height = rest[1] if len(rest) > 1 else kwargs["resize_h"]
+        alg = rest[2] if len(rest) > 2 else kwargs.get("resize_alg", bmcv_resize_algorithm.BMCV_INTER_NEAREST)
+        return self._resize(input, width, height, alg, "bmcv_image_vpp_convert")
+
+    def convert_format(self, input: BMImage, image_format: Any = Format.FORMAT_BGR_PLANAR) -> BMImage:  # noqa: A002
+        out = BMImage()
+        out._set(input.asmat(), Format(image_format))
+        return out
+
+    def imencode(self, *args: Any) -> np.ndarray:
+        import cv2
+
+        ext, image = args
+        ok, data = cv2.imencode(str(ext), image.asmat())
+        if not ok:
+            raise SailBMImageError("imencode failed")
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoder
+
+SAIL_ERR_DEV_HANDLE = 1004
+SAIL_ERR_DEC_OPEN = 5003
+SAIL_ERR_DEC_READ = 5006
+SAIL_ERR_DEC_EOF = 5007
+_REOPEN_AFTER = 20
+_DECODER_DEFAULTS = {"rtsp_transport": "tcp", "stimeout": "20000000", "rtsp_flags": "prefer_tcp"}
+
+
+class Decoder:
+    """`Decoder(path_or_url, compressed=True, dev_id=0)` (positional); cv2.VideoCapture underneath."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _positional("Decoder", kwargs)
+        if not 1 <= len(args) <= 3:
+            raise TypeError("__init__(): incompatible constructor arguments")
+        self._path = str(args[0])
+        self._compressed = bool(args[1]) if len(args) > 1 else True
+        self._dev_id = int(args[2]) if len(args) > 2 else 0
+        self._is_rtsp = self._path.startswith("rtsp:")
+        self.options = _decoder_options(self._is_rtsp)  # read once: reconnect reuses them
+        self._cap: Any = None
+        self._opened = False
+        self._eof = False
+        self._errcnt = 0
+        self._pts = 0.0
+        self._open()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "is_eof" and not _profile.at_least("3.10.2"):
+            raise AttributeError("'sophon.sail.Decoder' object has no attribute 'is_eof'")
+        return object.__getattribute__(self, name)
+
+    def _open(self) -> None:
+        """avformat_open_input with the cached options; prints the URL as sail does."""
+        import cv2
+
+        _stdout("decoder ctor: filepath=%s" % self._path)
+        _stdout("open filepath=%s" % self._path)
+        timeout_ms = max(1, int(self.options.get("stimeout", _DECODER_DEFAULTS["stimeout"])) // 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params) if os.path.exists(self._path) or "://" in self._path else None
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            self._opened = False
+            _stdout("[sail] [error] Failed to open input file: %s, ret: -5" % self._path)
+            raise RuntimeError("Failed to open input file")
+        self._cap, self._opened, self._eof, self._errcnt = cap, True, False, 0
+
+    def is_opened(self) -> bool:
+        return self._opened
+
+    def get_fps(self) -> float:
+        import cv2
+
+        fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0
+        return float(fps) if fps and fps > 0 else -1.0
+
+    def get_frame_shape(self) -> List[int]:
+        import cv2
+
+        if self._cap is None:
+            return [1, 3, 0, 0]
+        return [1, 3, int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))]
+
+    def get_pts_dts(self) -> List[float]:
+        return [self._pts, self._pts]
+
+    def is_eof(self) -> bool:
+        return self._eof
+
+    def read(self, *args: Any) -> Any:
+        """read(handle, bmimg) -> int; read(handle) -> BMImage or SailDecoderError."""
+        if len(args) == 1:
+            image = BMImage()
+            ret = self._read(args[0], image)
+            if ret != 0:
+                raise SailDecoderError("Decoder read failed, ret=%d" % ret)
+            return image
+        handle, image = args
+        return self._read(handle, image)
+
+    def _fail_code(self, eof: bool) -> int:
+        if not _profile.at_least("3.9.1"):
+            return 1
+        if eof and _profile.at_least("3.10.2"):
+            return SAIL_ERR_DEC_EOF
+        return SAIL_ERR_DEC_READ
+
+    def _read(self, handle: Handle, image: BMImage) -> int:
+        if handle.get_device_id() != self._dev_id and _profile.at_least("3.9.1"):
+            return SAIL_ERR_DEV_HANDLE
+        if not self._opened:
+            return SAIL_ERR_DEC_OPEN if _profile.at_least("3.9.1") else 4  # BM_ERR_PARAM
+        if self._errcnt >= _REOPEN_AFTER:
+            self._reset_decode()
+        if self._eof and _profile.at_least("3.10.2"):
+            return SAIL_ERR_DEC_EOF  # grab() keeps answering EOF
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            self._eof = (not self._is_rtsp) or _profile.rtsp_drop == "eof"
+            code = self._fail_code(self._eof)
+            if code != SAIL_ERR_DEC_EOF:
+                self._errcnt += 1
+            _stdout("[sail] [info] Decoder read end or err=%d" % code)
+            return code
+        import cv2
+
+        self._pts = float(self._cap.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        self._errcnt = 0
+        fmt = Format.FORMAT_COMPRESSED if self._compressed else Format.FORMAT_NV12
+        if image._bgr is not None and (image.width(), image.height()) != (frame.shape[1], frame.shape[0]):
+            frame = cv2.resize(frame, (image.width(), image.height()), interpolation=cv2.INTER_LINEAR)
+            fmt = image.format()  # VPP-converted into the caller's image
+        image._set(frame, fmt)
+        image._pts_dts = [self._pts, self._pts]
+        return 0
+
+    def _reset_decode(self) -> None:
+        self.release()
+        try:
+            self._open()
+        except RuntimeError:
+            raise SailDecoderError("reconnect failed") from None
+
+    def reconnect(self) -> int:
+        if not self._opened:
+            return 1
+        self._reset_decode()
+        return 0
+
+    def release(self) -> None:
+        cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
+        self._opened = False
+        self._eof = False
+
+
+def _decoder_options(is_rtsp: bool) -> Dict[str, str]:
+    options: Dict[str, str] = {}
+    prefix = "SAIL_DECODER_"
+    for key, value in os.environ.items():
+        if key.startswith(prefix):
+            options[key[len(prefix):]] = value
+    if is_rtsp:
+        for key, value in _DECODER_DEFAULTS.items():
+            options.setdefault(key, value)
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;%s" % options["rtsp_transport"])
+    return options
+

@@ -1,0 +1,197 @@
+"""Tiny random BLIP on the sail double == transformers: layout seed (blip/seed.py over bmodels
+packaged by package_seed) and layout split (static-shape graphs, the split task classes). Only the
+runtime differs from the ONNX Runtime path; the "bmodels" are the exported ONNX graphs."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.sail.conftest import double_on_path
+
+pytestmark = [pytest.mark.sail, pytest.mark.parity]
+
+PROMPTS = {"dog": "a red dog", "street": "two people on the street", "gate": "the gate is open"}
+QUESTIONS = {"color": "what color is the car?", "gate": "is the gate open?", "count": "how many people are there?"}
+CHIP = "bm1684x"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from tests.models import make_tiny_checkpoints
+
+    return make_tiny_checkpoints(tmp_path_factory.mktemp("hf"))
+
+
+@pytest.fixture(scope="module")
+def seed_package(checkpoints, tmp_path_factory):
+    """Seed ONNX export -> files under the seed's names (BM1684X/, bert-base-uncased/) -> package_seed."""
+    from blip.export.seed import export_seed_package
+    from blip.package import ModelPackage
+    from blip.package_seed import package_seed
+
+    onnx_pkg = export_seed_package(tmp_path_factory.mktemp("seed") / "onnx", **checkpoints)
+    models = tmp_path_factory.mktemp("models")
+    (models / CHIP.upper()).mkdir()
+    for graph in sorted(onnx_pkg.glob("*/*.onnx")):
+        shutil.copy(str(graph), str(models / CHIP.upper() / ("%s_%s_f32_1b.bmodel" % (graph.stem, CHIP))))
+    shutil.copytree(str(onnx_pkg / "tokenizer"), str(models / "bert-base-uncased"))
+    with double_on_path():  # package_seed reads each graph's image size through sail
+        package_seed(models, CHIP)
+    return ModelPackage.load(str(models))
+
+
+@pytest.fixture(scope="module")
+def split_package(checkpoints, tmp_path_factory):
+    """Split export -> static shapes (1 prompt, 1 question) -> "compiled" .bmodel files -> sail manifest."""
+    from blip.export.api import export_package
+    from blip.export.seed import bmodel_package, static_split_package
+    from blip.package import ModelPackage
+
+    root = tmp_path_factory.mktemp("split")
+    static = static_split_package(export_package(root / "onnx", **checkpoints), root / "static")
+    compiled = root / "bmodels"
+    for graph in sorted(static.glob("*/*.onnx")):
+        (compiled / graph.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(str(graph), str(compiled / graph.parent.name / (graph.stem + ".bmodel")))
+    bmodel_package(static, compiled, CHIP)
+    return ModelPackage.load(str(compiled))
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoints):
+    from blip.export.checkpoint import load_checkpoint
+
+    return {task: load_checkpoint(folder, task) for task, folder in checkpoints.items()}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8), rng.integers(0, 256, (90, 60, 3), dtype=np.uint8)]
+
+
+def hf_caption_ids(ckpt, pixels):
+    """transformers' greedy generate from "[DEC] a picture of": generated ids after the prompt."""
+    import torch
+
+    prompt = ckpt.tokenizer("a picture of ", return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = ckpt.model.generate(pixel_values=torch.from_numpy(pixels), input_ids=prompt, max_length=20, min_length=5)
+    return out[0, prompt.shape[1] - 1:].tolist()
+
+
+def hf_score(ckpt, pixels, text, padded):
+    import torch
+
+    kwargs = dict(padding="max_length", max_length=35) if padded else {}
+    enc = ckpt.tokenizer(text, return_tensors="pt", **kwargs)
+    with torch.no_grad():
+        out = ckpt.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                         pixel_values=torch.from_numpy(pixels), use_itm_head=True)
+    return float(torch.softmax(out.itm_score, dim=-1)[0, 1])
+
+
+def hf_answer_ids(ckpt, pixels, text, padded):
+    """Answer ids without bos. The seed pads questions to 35 and its decoder attends to all 35."""
+    import torch
+
+    kwargs = dict(padding="max_length", max_length=35) if padded else {}
+    enc = ckpt.tokenizer(text, return_tensors="pt", **kwargs)
+    with torch.no_grad():
+        out = ckpt.model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                                  pixel_values=torch.from_numpy(pixels), max_length=10, min_length=1)
+    return out[0, 1:].tolist()
+
+
+def strip_pad(ids, pad, eos):
+    out = []
+    for t in ids:
+        out.append(t)
+        if t == eos:
+            break
+    return [t for t in out if t != pad or t == eos]
+
+
+def sail_runtime(sail, io="tensor", **profile):
+    from blip.runtime.sail import SailRuntime
+
+    sail._configure(**profile)
+    return SailRuntime(io=io)
+
+
+@pytest.mark.parametrize("io,f32_names", [("tensor", True), ("numpy", False)])
+def test_seed_caption_equals_transformers(seed_package, reference, frames, sail, io, f32_names):
+    from blip.seed import SeedCaptioner
+
+    captioner = SeedCaptioner(seed_package, sail_runtime(sail, io, f32_names=f32_names))
+    ckpt = reference["caption"]
+    eos = ckpt.model.config.text_config.sep_token_id
+    for frame in frames:
+        pixels = captioner.pixels(frame)
+        ids = captioner.caption_ids_from_pixels(pixels)
+        assert ids == strip_pad(hf_caption_ids(ckpt, pixels), ckpt.model.config.text_config.pad_token_id, eos)
+        expected = ckpt.tokenizer.decode(captioner.prefix_ids + ids, skip_special_tokens=True)[len("a picture of "):]
+        assert captioner.text(ids) == expected.strip()
+
+
+def test_seed_match_equals_transformers(seed_package, reference, frames, sail):
+    from blip.seed import SeedMatcher
+
+    matcher = SeedMatcher(seed_package, sail_runtime(sail, ids_dtype="INT32"))
+    for frame in frames:
+        pixels = matcher.pixels(frame)
+        scores = matcher.scores_from_pixels(pixels, PROMPTS)
+        for key, text in PROMPTS.items():
+            assert scores[key] == pytest.approx(hf_score(reference["match"], pixels, text, padded=True), abs=1e-4)
+
+
+def test_seed_answer_equals_transformers(seed_package, reference, frames, sail):
+    from blip.seed import SeedAnswerer
+
+    answerer = SeedAnswerer(seed_package, sail_runtime(sail))
+    ckpt = reference["answer"]
+    text_config = ckpt.model.config.text_config
+    for frame in frames:
+        pixels = answerer.pixels(frame)
+        got = answerer.answer_ids_from_pixels(pixels, QUESTIONS)
+        for key, text in QUESTIONS.items():
+            expected = strip_pad(hf_answer_ids(ckpt, pixels, text, padded=True), text_config.pad_token_id, text_config.sep_token_id)
+            assert got[key] == expected, key
+            assert answerer.text(got[key]) == ckpt.tokenizer.decode(expected, skip_special_tokens=True).strip()
+
+
+def test_seed_package_runs_through_the_engine_api(seed_package, frames, sail):
+    """What the engine calls: caption and match share one preprocessing (embed_key), answer its own."""
+    from blip.seed import SEED_TASKS
+
+    runtime = sail_runtime(sail)
+    tasks = {name: cls(seed_package, runtime) for name, cls in SEED_TASKS.items()}
+    assert tasks["caption"].embed_key == tasks["match"].embed_key != tasks["answer"].embed_key
+    pixels = tasks["caption"].embed(frames[0])
+    assert isinstance(tasks["caption"].caption_from_embeds(pixels), str)
+    assert set(tasks["match"].scores_from_embeds(pixels, PROMPTS)) == set(PROMPTS)
+    answers = tasks["answer"].answer(frames[0], QUESTIONS)
+    assert set(answers) == set(QUESTIONS)
+
+
+def test_split_layout_on_sail_equals_transformers(split_package, reference, frames, sail):
+    from blip.answer import Answerer
+    from blip.caption import Captioner
+    from blip.match import Matcher
+
+    runtime = sail_runtime(sail, f32_names=True)
+    captioner, matcher, answerer = (cls(split_package, runtime) for cls in (Captioner, Matcher, Answerer))
+    for frame in frames:
+        pixels = captioner.embed_pixels  # noqa: F841 (same preprocessing for all three here)
+        px = __import__("blip.preprocess", fromlist=["preprocess"]).preprocess(
+            frame, split_package.task("caption").image_size, split_package.preprocess.mean, split_package.preprocess.std)
+        ckpt = reference["caption"]
+        eos, pad = ckpt.model.config.text_config.sep_token_id, ckpt.model.config.text_config.pad_token_id
+        assert captioner.caption_ids_from_pixels(px) == strip_pad(hf_caption_ids(ckpt, px), pad, eos)
+        for key, text in PROMPTS.items():  # the static graphs take one prompt per call
+            score = matcher.scores_from_pixels(px, {key: text})[key]
+            assert score == pytest.approx(hf_score(reference["match"], px, text, padded=False), abs=1e-4)
+        for key, text in QUESTIONS.items():
+            got = answerer.answer_ids_from_pixels(px, {key: text})[key]
+            assert got == strip_pad(hf_answer_ids(reference["answer"], px, text, padded=False), pad, eos)
