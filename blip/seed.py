@@ -188,9 +188,8 @@ class SeedCaptioner(_PixelTask):
     def text(self, ids: List[int]) -> str:
         """The sample's decoding: decode prompt + ids without special tokens, strip the prompt."""
         caption = self.tokenizer.decode(self.prefix_ids + list(ids))
-        prompt = self.prompt.strip()
-        if prompt and caption.startswith(prompt):
-            caption = caption[len(prompt):]
+        if self.prompt.strip() and caption.startswith(self.prompt.strip()):
+            caption = caption[len(self.prompt):]  # the sample's caption[13:], even if "##s" joined "of"
         return caption.strip()
 
     def caption_ids(self, frame: np.ndarray) -> List[int]:

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from blip.errors import BlipError
 from daemon.config import Settings, check_tasks, diff_streams, load_config

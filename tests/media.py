@@ -91,6 +91,14 @@ def make_faststart_clip(path: PathLike, seconds: float, fps: int = 25, size: Tup
     return path
 
 
+def make_repeated(source: PathLike, path: PathLike, times: int) -> Path:
+    """`source` played `times` times in one file (stream copy, timestamps continue): what the RTSP
+    test server streams when a test wants a file that "loops" for a while."""
+    path = Path(path)
+    _run_ffmpeg(["-stream_loop", str(max(0, times - 1)), "-i", str(source), "-c", "copy", "-an", str(path)])
+    return path
+
+
 def make_text_file(path: PathLike) -> Path:
     path = Path(path)
     path.write_text("this is not a video\n" * 100)

@@ -151,3 +151,12 @@ def make_tiny_package(
     folders = make_tiny_checkpoints(root, tasks)
     with one_torch_thread():
         return export_package(out_dir, name=name, **{task: folders[task] for task in folders})
+
+
+def checkpoints_of(package_dir: PathLike) -> Dict[str, Path]:
+    """{task: checkpoint folder} a package was exported from (its manifest's source.checkpoints)."""
+    import yaml
+
+    with open(Path(package_dir) / "manifest.yaml", encoding="utf-8") as handle:
+        source = yaml.safe_load(handle)["source"]
+    return {task: Path(folder) for task, folder in source["checkpoints"].items()}

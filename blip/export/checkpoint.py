@@ -18,7 +18,12 @@ TASK_ARCHITECTURES: Dict[str, str] = {
     "match": "BlipForImageTextRetrieval",
     "answer": "BlipForQuestionAnswering",
 }
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 DEC_TOKEN = "[DEC]"
 ENC_TOKEN = "[ENC]"
 

@@ -14,10 +14,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caption", metavar="DIR", help="BlipForConditionalGeneration checkpoint folder")
     parser.add_argument("--match", metavar="DIR", help="BlipForImageTextRetrieval checkpoint folder")
     parser.add_argument("--answer", metavar="DIR", help="BlipForQuestionAnswering checkpoint folder")
-    parser.add_argument("--out", metavar="DIR", required=True, help="package folder to create (must not exist or be empty)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="package folder to create (absent or empty)")
     parser.add_argument("--name", help="package name shown in events (default: the folder name)")
-    parser.add_argument("--layout", default="split", choices=["split", "seed"], help="graph layout (only split for now)")
-    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the ONNX Runtime check of each graph")
+    parser.add_argument("--layout", default="split", choices=["split", "seed"], help="graph layout (split for now)")
+    parser.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip checking each graph against PyTorch"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

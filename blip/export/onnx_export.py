@@ -110,7 +110,8 @@ def verify_graph(
         scale = max(1.0, float(np.max(np.abs(reference[name]))) if reference[name].size else 1.0)
         if not diff <= tolerance * scale:
             raise ExportError(
-                "graph %s: output %s differs from PyTorch by %.3g (allowed %.3g)" % (path, name, diff, tolerance * scale)
+                "graph %s: output %s differs from PyTorch by %.3g (allowed %.3g)"
+                % (path, name, diff, tolerance * scale)
             )
         worst = max(worst, diff)
     return worst

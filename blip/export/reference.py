@@ -16,11 +16,15 @@ TOLERANCE = 1e-4  # relative to max(1, max |reference|); both sides are PyTorch 
 
 def _compare(what: str, ours: torch.Tensor, theirs: torch.Tensor, folder: Any) -> float:
     if ours.shape != theirs.shape:
-        raise ExportError("checkpoint %s: %s shape %s, transformers gives %s" % (folder, what, tuple(ours.shape), tuple(theirs.shape)))
+        raise ExportError(
+            "checkpoint %s: %s shape %s, transformers gives %s" % (folder, what, tuple(ours.shape), tuple(theirs.shape))
+        )
     diff = float((ours - theirs).abs().max())
     allowed = TOLERANCE * max(1.0, float(theirs.abs().max()))
     if not diff <= allowed:
-        raise ExportError("checkpoint %s: %s differs from transformers by %.3g (allowed %.3g)" % (folder, what, diff, allowed))
+        raise ExportError(
+            "checkpoint %s: %s differs from transformers by %.3g (allowed %.3g)" % (folder, what, diff, allowed)
+        )
     return diff
 
 
@@ -49,7 +53,9 @@ def check_text(module: modules.MatchText, model: Any, dims: Dims, image_embeds: 
         return _compare("text scores", module(**feeds), theirs, folder)
 
 
-def check_question(module: modules.QuestionEncoder, model: Any, dims: Dims, image_embeds: torch.Tensor, folder: Any) -> float:
+def check_question(
+    module: modules.QuestionEncoder, model: Any, dims: Dims, image_embeds: torch.Tensor, folder: Any
+) -> float:
     feeds = text_feeds(dims, image_embeds, 3, 7, 22)
     with torch.no_grad():
         return _compare("question states", module(**feeds), _hf_text_encoder(model, feeds), folder)
@@ -71,7 +77,9 @@ def check_decoder(init: modules.DecoderInit, step: modules.DecoderStep, model: A
     with torch.no_grad():
         theirs = torch.cat([
             model.text_decoder(
-                input_ids=ids[row:row + 1], encoder_hidden_states=states[row:row + 1, : int(mask[row].sum())], use_cache=False
+                input_ids=ids[row:row + 1],
+                encoder_hidden_states=states[row:row + 1, : int(mask[row].sum())],
+                use_cache=False,
             ).logits
             for row in range(2)
         ])

@@ -13,9 +13,11 @@ from blip.graphs import SPLIT_ROLES
 
 log = logging.getLogger(__name__)
 
-# ONNX Runtime timing on BLIP-base (see vision_attention_timing in bench/blip_tasks.py): the
-# F.scaled_dot_product_attention form of the ViT exports to a faster graph than HF's explicit one.
-VISION_SDPA = True
+# transformers' BLIP ViT refuses attn_implementation="sdpa" (ValueError), so the SDPA form is our
+# own module over the same weights. On ONNX Runtime 1.32 / BLIP-base @384 it was not faster than
+# HF's explicit attention (bench/blip_tasks.py reports both as vision_sdpa_over_eager), so the
+# exported vision graph is HF's own forward unless asked otherwise.
+VISION_SDPA = False
 
 
 def task_modules(task: str, model: Any, sdpa_vision: bool = VISION_SDPA) -> Dict[str, torch.nn.Module]:
@@ -33,7 +35,9 @@ def task_modules(task: str, model: Any, sdpa_vision: bool = VISION_SDPA) -> Dict
     return {role: graphs[role] for role in SPLIT_ROLES[task]}
 
 
-def _check_against_transformers(task: str, graphs: Dict[str, torch.nn.Module], ckpt: Checkpoint, dims: Dims, image_embeds) -> None:
+def _check_against_transformers(
+    task: str, graphs: Dict[str, torch.nn.Module], ckpt: Checkpoint, dims: Dims, image_embeds: torch.Tensor
+) -> None:
     model, folder = ckpt.model, ckpt.folder
     pixels = role_feeds("vision", dims, image_embeds)[1]["pixel_values"]
     diffs = {"vision": reference.check_vision(graphs["vision"], model, pixels, folder)}
@@ -46,7 +50,9 @@ def _check_against_transformers(task: str, graphs: Dict[str, torch.nn.Module], c
     log.info("%s modules match transformers: %s", task, ", ".join("%s %.1e" % kv for kv in diffs.items()))
 
 
-def export_task(ckpt: Checkpoint, package_dir: Path, verify: bool = True, sdpa_vision: bool = VISION_SDPA) -> Dict[str, str]:
+def export_task(
+    ckpt: Checkpoint, package_dir: Path, verify: bool = True, sdpa_vision: bool = VISION_SDPA
+) -> Dict[str, str]:
     """Write `<package>/<task>/<role>.onnx` for every role; returns role -> path relative to the package."""
     dims = Dims(ckpt.model.config)
     graphs = task_modules(ckpt.task, ckpt.model, sdpa_vision)

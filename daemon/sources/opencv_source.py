@@ -101,7 +101,9 @@ class OpenCVSource(Source):
         self._last_grab_blocked_s = time.monotonic() - started
         if ok:
             self._grabbed += 1
-            self._pts_s = max(self._pts_s, self._frame_pts())
+            pts = self._frame_pts()
+            # Files never go back in time within one open; a camera's clock may, and is reported as is.
+            self._pts_s = pts if self.spec.is_live else max(self._pts_s, pts)
         return ok
 
     def _frame_pts(self) -> float:

@@ -93,7 +93,8 @@ class PyAVSource(Source):
             self._last_grab_blocked_s = time.monotonic() - started
         self._frame = frame
         self._grabbed += 1
-        self._pts_s = max(self._pts_s, self._frame_time(frame))
+        pts = self._frame_time(frame)
+        self._pts_s = pts if self.spec.is_live else max(self._pts_s, pts)
         return True
 
     def _frame_time(self, frame: Any) -> float:

@@ -170,7 +170,7 @@ class StreamSupervisor:
                 if not self.spec.loop:
                     self._emit(SourceState.ENDED, str(result))
                     return
-                self._log.info("%s; looping", result)
+                self._log.debug("%s; looping", result)
                 self._stop.wait(LOOP_PAUSE_S)
                 continue
             if isinstance(result, DecoderUnavailable):
@@ -291,6 +291,8 @@ class StreamSupervisor:
         with self._state_lock:
             if self._status.state in TERMINAL:
                 return
+            if state is SourceState.ONLINE and self._status.state is SourceState.ONLINE:
+                return  # a looping file reopened: subscribers saw no outage, publish none
             self._status = status
             try:
                 self._on_state(status)

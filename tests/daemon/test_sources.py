@@ -184,3 +184,16 @@ def test_rtsp_stream_reads_then_reports_loss(rtsp_factory, codec: str,  # type: 
         assert type(reason) is SourceError and "stream cam:" in str(reason) and "pw" not in str(reason)
     finally:
         source.close()
+
+
+@pytest.mark.integration
+def test_rtsp_file_mount_plays_the_clip_once(rtsp_factory, clips: Dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    server: RtspServer = rtsp_factory({"clip": "file:%s" % clips["short"]})
+    source = OpenCVSource(SourceSpec(name="cam", url=server.url("clip"), open_timeout_s=10, read_timeout_s=5))
+    source.open()
+    try:
+        frames = read_all(source)
+        assert len(frames) == 10 and frames == sorted(frames)
+        assert type(source.end_reason()) is SourceError  # a live stream that stops is lost, not ended
+    finally:
+        source.close()

@@ -2,14 +2,16 @@
 isolation between streams. Real files and a real RTSP server; short timeouts keep it quick."""
 import importlib.util
 import logging
+import random
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import pytest
 
+from daemon.backoff import Backoff
 from daemon.counters import StreamCounters
 from daemon.frames import Frame
 from daemon.sampler import Sampler
@@ -66,7 +68,7 @@ def supervise(spec: SourceSpec, policy: SupervisorPolicy = FAST, every_s: float 
 
 
 @pytest.fixture
-def started() -> "List[StreamSupervisor]":
+def started() -> Iterator[List[StreamSupervisor]]:
     """Supervisors a test starts; stopped after it whatever happens."""
     sups: List[StreamSupervisor] = []
     yield sups
@@ -82,6 +84,23 @@ def file_spec(path: Path, **kw: object) -> SourceSpec:
 
 def live_spec(url: str, name: str = "cam", timeout_s: float = 2.0, decoder: str = "auto") -> SourceSpec:
     return SourceSpec(name=name, url=url, is_live=True, open_timeout_s=timeout_s, read_timeout_s=timeout_s, decoder=decoder)
+
+
+# -- backoff ------------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_its_floor_caps_and_resets() -> None:
+    backoff = Backoff(initial=1.0, cap=60.0, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(10)]
+    ceilings = [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert backoff.attempt == 10
+    backoff.reset()
+    assert backoff.attempt == 0 and backoff.next_delay() <= 1.0
+    full = Backoff(initial=1.0, cap=4.0, rng=random.Random(1), floor_ratio=0.0)
+    assert min(full.next_delay() for _ in range(200)) < 0.5  # full jitter can draw near zero
+    with pytest.raises(ValueError):
+        Backoff(initial=2.0, cap=1.0)
 
 
 # -- files ------------------------------------------------------------------------------------

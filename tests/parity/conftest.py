@@ -1,10 +1,8 @@
-"""Session fixtures of the parity tests: tiny random BLIP checkpoints and the package exported from them."""
+"""Session fixtures of the parity tests. `tiny_package` itself comes from tests/conftest.py."""
 from pathlib import Path
 from typing import Dict
 
 import pytest
-
-from tests.models import make_tiny_checkpoints
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,18 +17,12 @@ def _torch_one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory) -> Dict[str, Path]:
-    """{task: Hugging Face checkpoint folder} for caption, match and answer (tiny, random, seeded)."""
-    return make_tiny_checkpoints(tmp_path_factory.mktemp("tiny-hf"))
+def tiny_checkpoints(tiny_package) -> Dict[str, Path]:
+    """{task: Hugging Face checkpoint folder} the session's `tiny_package` (tests/conftest.py) was
+    exported from, read from its manifest's `source`."""
+    from tests.models import checkpoints_of
 
-
-@pytest.fixture(scope="session")
-def tiny_package(tiny_checkpoints, tmp_path_factory) -> Path:
-    """The model package exported (and verified) from `tiny_checkpoints`, all three tasks."""
-    from blip.export.api import export_package
-
-    out = tmp_path_factory.mktemp("tiny-pkg") / "tiny"
-    return export_package(out, name="tiny", **tiny_checkpoints)
+    return checkpoints_of(tiny_package)
 
 
 @pytest.fixture(scope="session")

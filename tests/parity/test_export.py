@@ -40,7 +40,8 @@ def test_refuses_a_folder_that_is_not_blip(tmp_path, case, message):
         _fake_checkpoint(folder, {"model_type": "bert", "architectures": ["BertModel"]})
     else:
         folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"model_type": "blip", "architectures": ["BlipForConditionalGeneration"]}))
+        config = {"model_type": "blip", "architectures": ["BlipForConditionalGeneration"]}
+        (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ExportError) as err:
         export_package(tmp_path / "out", caption=folder)
     text = str(err.value)

@@ -104,13 +104,14 @@ def hf_answer_ids(ckpt, pixels, text, padded):
     return out[0, 1:].tolist()
 
 
-def strip_pad(ids, pad, eos):
+def until_eos(ids, eos):
+    """transformers' ids up to and including eos (generate stops there; the seed graphs pad on)."""
     out = []
     for t in ids:
         out.append(t)
         if t == eos:
             break
-    return [t for t in out if t != pad or t == eos]
+    return out
 
 
 def sail_runtime(sail, io="tensor", **profile):
@@ -130,7 +131,7 @@ def test_seed_caption_equals_transformers(seed_package, reference, frames, sail,
     for frame in frames:
         pixels = captioner.pixels(frame)
         ids = captioner.caption_ids_from_pixels(pixels)
-        assert ids == strip_pad(hf_caption_ids(ckpt, pixels), ckpt.model.config.text_config.pad_token_id, eos)
+        assert ids == until_eos(hf_caption_ids(ckpt, pixels), eos)
         expected = ckpt.tokenizer.decode(captioner.prefix_ids + ids, skip_special_tokens=True)[len("a picture of "):]
         assert captioner.text(ids) == expected.strip()
 
@@ -156,7 +157,7 @@ def test_seed_answer_equals_transformers(seed_package, reference, frames, sail):
         pixels = answerer.pixels(frame)
         got = answerer.answer_ids_from_pixels(pixels, QUESTIONS)
         for key, text in QUESTIONS.items():
-            expected = strip_pad(hf_answer_ids(ckpt, pixels, text, padded=True), text_config.pad_token_id, text_config.sep_token_id)
+            expected = until_eos(hf_answer_ids(ckpt, pixels, text, padded=True), text_config.sep_token_id)
             assert got[key] == expected, key
             assert answerer.text(got[key]) == ckpt.tokenizer.decode(expected, skip_special_tokens=True).strip()
 
@@ -179,19 +180,18 @@ def test_split_layout_on_sail_equals_transformers(split_package, reference, fram
     from blip.answer import Answerer
     from blip.caption import Captioner
     from blip.match import Matcher
+    from blip.preprocess import preprocess
 
     runtime = sail_runtime(sail, f32_names=True)
     captioner, matcher, answerer = (cls(split_package, runtime) for cls in (Captioner, Matcher, Answerer))
     for frame in frames:
-        pixels = captioner.embed_pixels  # noqa: F841 (same preprocessing for all three here)
-        px = __import__("blip.preprocess", fromlist=["preprocess"]).preprocess(
-            frame, split_package.task("caption").image_size, split_package.preprocess.mean, split_package.preprocess.std)
+        px = preprocess(frame, captioner.spec.image_size, split_package.preprocess.mean, split_package.preprocess.std)
         ckpt = reference["caption"]
-        eos, pad = ckpt.model.config.text_config.sep_token_id, ckpt.model.config.text_config.pad_token_id
-        assert captioner.caption_ids_from_pixels(px) == strip_pad(hf_caption_ids(ckpt, px), pad, eos)
+        eos = ckpt.model.config.text_config.sep_token_id
+        assert captioner.caption_ids_from_pixels(px) == until_eos(hf_caption_ids(ckpt, px), eos)
         for key, text in PROMPTS.items():  # the static graphs take one prompt per call
             score = matcher.scores_from_pixels(px, {key: text})[key]
             assert score == pytest.approx(hf_score(reference["match"], px, text, padded=False), abs=1e-4)
         for key, text in QUESTIONS.items():
             got = answerer.answer_ids_from_pixels(px, {key: text})[key]
-            assert got == strip_pad(hf_answer_ids(reference["answer"], px, text, padded=False), pad, eos)
+            assert got == until_eos(hf_answer_ids(reference["answer"], px, text, padded=False), eos)

@@ -1,0 +1,376 @@
+"""Model-side speed of blipd's BLIP tasks against transformers, measured in one run on this machine.
+
+BLIP-base-sized random checkpoints (transformers' default configs; speed does not depend on the
+weights) are exported once into a temporary package, then each task is timed on both sides:
+
+  caption   transformers `generate` (eager, KV cache) vs our Captioner; 20 tokens forced on both
+  match     our Matcher with 1 and with 10 prompts, vs transformers' ITM model looped over 10 prompts
+  answer    transformers `generate` vs our Answerer; the same forced answer length on both
+  vision    our exported ViT with HF's explicit attention vs an F.scaled_dot_product_attention form
+
+Usage: python bench/blip_tasks.py --json OUT [--reps N] [--quick] [--keep DIR]
+Figures are medians of N repetitions (after one warm-up), with min and max; ratios compare
+medians measured in this process, so machine speed cancels out.
+"""
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+log = logging.getLogger("bench.blip_tasks")
+
+TARGETS = {
+    "caption_speedup_vs_transformers": (">=", 1.5),
+    "itm10_over_itm1": ("<=", 2.0),
+    "itm10_speedup_vs_naive": (">=", 5.0),
+    "answer_speedup_vs_transformers": (">=", 1.3),
+}
+CAPTION_TOKENS = 20  # max_length = min_length, prompt included (transformers' convention)
+ANSWER_TOKENS = 5  # generated answer tokens, bos excluded
+PROMPTS = [
+    "a person standing at the gate",
+    "a dog",
+    "a red car parked on the street",
+    "blue sky",
+    "the door is open",
+    "two people walking next to a white bus",
+    "a cat sitting on a black car",
+    "an empty road",
+    "a man with a yellow bag near the house",
+    "trees",
+]
+QUESTION = "what color is the car?"
+WORDS = (
+    "a an the of on in at with and is are what where how many color picture photo image person man woman "
+    "people dog cat car bus street road gate door tree trees house sky red green blue yellow black white two "
+    "open closed standing sitting walking parked next to near there yes no empty bag"
+).split()
+
+
+def bert_like_tokenizer():
+    """A 30524-token BertTokenizerFast laid out like bert-base-uncased + [DEC] + [ENC] (no hub access)."""
+    from transformers import BertTokenizerFast
+
+    tokens = ["[PAD]"] + ["[unused%d]" % i for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [w for w in WORDS if w not in tokens]
+    tokens += ["tok%05d" % i for i in range(30522 - len(tokens))]
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)})
+    tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    assert len(tokenizer) == 30524 and tokenizer.bos_token_id == 30522 and tokenizer.sep_token_id == 102
+    return tokenizer
+
+
+def make_base_checkpoints(root: Path) -> Dict[str, Path]:
+    """Random BLIP-base checkpoints (transformers defaults; ViT init range 0.02 instead of 1e-10)."""
+    import torch
+    import transformers
+
+    classes = {
+        "caption": "BlipForConditionalGeneration",
+        "match": "BlipForImageTextRetrieval",
+        "answer": "BlipForQuestionAnswering",
+    }
+    tokenizer = bert_like_tokenizer()
+    config = transformers.BlipConfig(
+        text_config={"sep_token_id": 102, "eos_token_id": 102}, vision_config={"initializer_range": 0.02}
+    )
+    folders = {}
+    for seed, (task, name) in enumerate(classes.items()):
+        start = time.monotonic()
+        torch.manual_seed(seed)
+        model = getattr(transformers, name)(config).eval()
+        folders[task] = root / ("hf-" + task)
+        model.save_pretrained(str(folders[task]))
+        tokenizer.save_pretrained(str(folders[task]))
+        del model
+        log.info("made %s checkpoint in %.1f s", task, time.monotonic() - start)
+    return folders
+
+
+def measure(fn: Callable[[], Any], reps: int) -> List[float]:
+    """Seconds per call: one warm-up call, then `reps` timed calls."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: List[float]) -> Dict[str, float]:
+    return {
+        "median_ms": 1000 * statistics.median(times),
+        "min_ms": 1000 * min(times),
+        "max_ms": 1000 * max(times),
+    }
+
+
+def bench_caption(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
+    import torch
+    import transformers
+
+    from blip.caption import Captioner
+
+    forced = {"max_length": CAPTION_TOKENS, "min_length": CAPTION_TOKENS}
+    ours = Captioner(pkg, runtime, settings_override=forced)
+    model = transformers.BlipForConditionalGeneration.from_pretrained(str(folder)).eval()
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder))
+    prompt = tokenizer(ours.prompt, return_tensors="pt").input_ids
+    pixels = torch.from_numpy(ours_pixels(pkg, "caption", frame))
+
+    def hf() -> List[int]:
+        out = model.generate(pixel_values=pixels, input_ids=prompt.clone(), do_sample=False, num_beams=1, **forced)
+        return out[0, prompt.shape[1] - 1:].tolist()
+
+    same = hf() == ours.caption_ids(frame)
+    result = {
+        "transformers": measure(hf, reps),
+        "ours": measure(lambda: ours.caption_ids(frame), reps),
+        "tokens_identical": same,
+    }
+    del model
+    return result
+
+
+def ours_pixels(pkg: Any, task: str, frame: np.ndarray) -> np.ndarray:
+    """The pixel values our runtime makes; transformers gets the same ones."""
+    from blip.preprocess import preprocess
+
+    pp = pkg.preprocess
+    return preprocess(frame, pkg.task(task).image_size, pp.mean, pp.std, pp.interpolation)
+
+
+def bench_match(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
+    import torch
+    import transformers
+
+    from blip.match import Matcher
+
+    ours = Matcher(pkg, runtime)
+    model = transformers.BlipForImageTextRetrieval.from_pretrained(str(folder)).eval()
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder))
+    encoded = [tokenizer(p, return_tensors="pt") for p in PROMPTS]
+    pixels = torch.from_numpy(ours_pixels(pkg, "match", frame))
+    ten = {"p%d" % i: p for i, p in enumerate(PROMPTS)}
+
+    def naive() -> List[float]:
+        """The seed's design: the whole ITM model (ViT included) once per prompt."""
+        scores = []
+        with torch.no_grad():
+            for enc in encoded:
+                logits = model(
+                    input_ids=enc.input_ids, attention_mask=enc.attention_mask, pixel_values=pixels
+                ).itm_score
+                scores.append(float(torch.softmax(logits, dim=-1)[0, 1]))
+        return scores
+
+    diff = float(np.max(np.abs(np.array(naive()) - np.array(list(ours.scores(frame, ten).values())))))
+    result = {
+        "ours_1": measure(lambda: ours.scores(frame, {"p0": PROMPTS[0]}), reps),
+        "ours_10": measure(lambda: ours.scores(frame, ten), reps),
+        "naive_10": measure(naive, reps),
+        "max_score_diff": diff,
+    }
+    del model
+    return result
+
+
+def bench_answer(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
+    import torch
+    import transformers
+
+    from blip.answer import Answerer
+
+    forced = {"max_length": ANSWER_TOKENS + 1, "min_length": ANSWER_TOKENS + 1}
+    ours = Answerer(pkg, runtime, settings_override=forced)
+    model = transformers.BlipForQuestionAnswering.from_pretrained(str(folder)).eval()
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder))
+    enc = tokenizer(QUESTION, return_tensors="pt")
+    pixels = torch.from_numpy(ours_pixels(pkg, "answer", frame))
+
+    def hf() -> List[int]:
+        out = model.generate(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, pixel_values=pixels,
+            do_sample=False, num_beams=1, **forced
+        )
+        return out[0, 1:].tolist()
+
+    same = hf() == ours.answer_ids(frame, {"q": QUESTION})["q"]
+    result = {
+        "transformers": measure(hf, reps),
+        "ours": measure(lambda: ours.answer_ids(frame, {"q": QUESTION}), reps),
+        "tokens_identical": same,
+    }
+    del model
+    return result
+
+
+def bench_vision_attention(folder: Path, work: Path, reps: int) -> Dict[str, Any]:
+    """Export the caption ViT twice (HF's attention, our SDPA form) and time both in ONNX Runtime."""
+    import torch
+    import transformers
+
+    from blip.export.modules import VisionEncoder
+    from blip.export.onnx_export import export_graph, ort_session
+
+    model = transformers.BlipForConditionalGeneration.from_pretrained(str(folder)).eval()
+    size = model.config.vision_config.image_size
+    pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    sessions = {}
+    for name, sdpa in (("eager", False), ("sdpa", True)):
+        path = work / ("vision-%s.onnx" % name)
+        export_graph(VisionEncoder(model.vision_model, sdpa=sdpa).eval(), "vision", {"pixel_values": pixels}, path)
+        sessions[name] = ort_session(path)
+    del model
+    feeds = {"pixel_values": pixels.numpy()}
+    return {name: measure(lambda s=s: s.run(None, feeds), reps) for name, s in sessions.items()}
+
+
+def machine() -> Dict[str, Any]:
+    """Cores, CPU model and the package versions the figures depend on."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "transformers": str(transformers.__version__),
+        "onnxruntime": str(onnxruntime.__version__),
+        "numpy": str(np.__version__),
+    }
+
+
+def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
+    med = statistics.median
+    cap, match, ans = results["caption"], results["match"], results["answer"]
+    figures = {
+        "caption_speedup_vs_transformers": med(cap["transformers"]) / med(cap["ours"]),
+        "itm10_over_itm1": med(match["ours_10"]) / med(match["ours_1"]),
+        "itm10_speedup_vs_naive": med(match["naive_10"]) / med(match["ours_10"]),
+        "answer_speedup_vs_transformers": med(ans["transformers"]) / med(ans["ours"]),
+        "tokens_identical": bool(cap["tokens_identical"] and ans["tokens_identical"]),
+    }
+    if "vision" in results:
+        figures["vision_sdpa_over_eager"] = med(results["vision"]["sdpa"]) / med(results["vision"]["eager"])
+    return figures
+
+
+def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[str, Any], reps: int) -> None:
+    print("machine: %d cores, %s; python %s, torch %s (%d threads), transformers %s, onnxruntime %s" % (
+        info["cores"], info["cpu"], info["python"], info["torch"], info["torch_threads"],
+        info["transformers"], info["onnxruntime"]))
+    print("%-44s %10s %10s %10s   (%d reps)" % ("what", "median ms", "min ms", "max ms", reps))
+    rows = [
+        ("caption, transformers generate (%d tokens)" % CAPTION_TOKENS, results["caption"]["transformers"]),
+        ("caption, ours", results["caption"]["ours"]),
+        ("match, ours, 1 prompt", results["match"]["ours_1"]),
+        ("match, ours, 10 prompts", results["match"]["ours_10"]),
+        ("match, transformers looped over 10 prompts", results["match"]["naive_10"]),
+        ("answer, transformers generate (%d tokens)" % ANSWER_TOKENS, results["answer"]["transformers"]),
+        ("answer, ours", results["answer"]["ours"]),
+    ]
+    if "vision" in results:
+        rows += [("vision ONNX, HF attention", results["vision"]["eager"]),
+                 ("vision ONNX, scaled_dot_product_attention", results["vision"]["sdpa"])]
+    for label, times in rows:
+        s = summary(times)
+        print("%-44s %10.0f %10.0f %10.0f" % (label, s["median_ms"], s["min_ms"], s["max_ms"]))
+    for key, value in figures.items():
+        shown = str(value) if isinstance(value, bool) else "%.2f" % value
+        print("%-34s %s%s" % (key, shown, target_note(key, value)))
+
+
+def target_note(key: str, value: Any) -> str:
+    """"  (target >= 1.5: ok)" for figures that have a target, "" otherwise."""
+    if key not in TARGETS:
+        return ""
+    op, bound = TARGETS[key]
+    met = value >= bound if op == ">=" else value <= bound
+    return "  (target %s %.1f: %s)" % (op, bound, "ok" if met else "MISSED")
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="OUT", required=True, help="write the figures and timings here")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (default 5)")
+    parser.add_argument("--quick", action="store_true", help="2 repetitions, no vision attention comparison")
+    parser.add_argument("--keep", metavar="DIR", help="build checkpoints and package in DIR and keep them")
+    return parser.parse_args(argv)
+
+
+def run_all(work: Path, reps: int, quick: bool) -> Dict[str, Any]:
+    from blip.export.api import export_package
+    from blip.package import ModelPackage
+    from blip.runtime import create_runtime
+
+    folders = make_base_checkpoints(work)
+    start = time.monotonic()
+    export_package(work / "package", name="blip-base-random", command="bench/blip_tasks.py", **folders)
+    export_s = time.monotonic() - start
+    pkg = ModelPackage.load(str(work / "package"))
+    runtime = create_runtime("onnxruntime", device=None)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    results: Dict[str, Any] = {"export_s": export_s}
+    results["caption"] = bench_caption(pkg, runtime, folders["caption"], frame, reps)
+    results["match"] = bench_match(pkg, runtime, folders["match"], frame, reps)
+    results["answer"] = bench_answer(pkg, runtime, folders["answer"], frame, reps)
+    if not quick:
+        results["vision"] = bench_vision_attention(folders["caption"], work, reps)
+    return results
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    reps = 2 if args.quick else max(1, args.reps)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="blip-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        results = run_all(work, reps, args.quick)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    info = machine()
+    figures = ratios(results)
+    print_report(info, results, figures, reps)
+    timings = {
+        task: {k: summary(v) for k, v in body.items() if isinstance(v, list)}
+        for task, body in results.items() if isinstance(body, dict)
+    }
+    doc = dict(figures, targets={k: "%s %s" % t for k, t in TARGETS.items()}, reps=reps, machine=info,
+               timings=timings, export_s=results["export_s"],
+               match_max_score_diff=results["match"]["max_score_diff"],
+               caption_tokens=CAPTION_TOKENS, answer_tokens=ANSWER_TOKENS)
+    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

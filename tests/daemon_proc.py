@@ -1,0 +1,155 @@
+"""Run `blipd run` as a real subprocess and watch what it publishes, for integration tests.
+
+    with DaemonProcess(config_path) as daemon, EventCollector(endpoint) as events:
+        events.wait_for(lambda evs: any(e["type"] == "caption" for e in evs), timeout=60)
+
+The collector's SUB socket connects before or after the daemon binds (ZeroMQ reconnects); the
+first messages may be lost to the slow-joiner effect, so tests judge `seq` from the first event
+they receive on each stream, never from 1.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import zmq
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_tcp_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return "tcp://127.0.0.1:%d" % s.getsockname()[1]
+
+
+class DaemonProcess:
+    """`python -m daemon.cli run -c CONFIG` with stderr captured to a file."""
+
+    def __init__(self, config: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.config = Path(config)
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        self._log = tempfile.NamedTemporaryFile(prefix="blipd-", suffix=".log", delete=False)
+        self.proc = None  # type: Optional[subprocess.Popen]
+        self._final_log = None  # type: Optional[str]
+
+    def __enter__(self) -> "DaemonProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config)],
+            cwd=str(REPO), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._final_log = self.log()
+        os.unlink(self._log.name)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code (raises TimeoutExpired if it hangs)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        """Everything the daemon wrote so far (kept after the process is gone)."""
+        if self._final_log is not None:
+            return self._final_log
+        return Path(self._log.name).read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if self.proc is not None and self.proc.poll() is not None:
+                return text in self.log()
+            time.sleep(0.05)
+        return False
+
+
+class EventCollector:
+    """A SUB socket in a thread collecting every event (JSON part parsed; extra parts kept)."""
+
+    def __init__(self, endpoint: str, topic: str = "", socket_options: Optional[Dict[int, Any]] = None) -> None:
+        self.endpoint = endpoint
+        self.topic = topic
+        self._options = socket_options or {}
+        self.events: List[Dict[str, Any]] = []
+        self.parts: List[List[bytes]] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ctx = zmq.Context()
+
+    def __enter__(self) -> "EventCollector":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._ctx.term()
+
+    def _run(self) -> None:
+        sock = self._ctx.socket(zmq.SUB)
+        for option, value in self._options.items():
+            sock.setsockopt(option, value)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt_string(zmq.SUBSCRIBE, self.topic)
+        sock.connect(self.endpoint)
+        try:
+            while not self._stop.is_set():
+                if sock.poll(100):
+                    parts = sock.recv_multipart()
+                    with self._cond:
+                        self.events.append(json.loads(parts[1].decode("utf-8")))
+                        self.parts.append(parts)
+                        self._cond.notify_all()
+        finally:
+            sock.close()
+
+    def snapshot(self) -> List[Dict[str, Any]]:
+        with self._cond:
+            return list(self.events)
+
+    def wait_for(self, predicate: Callable[[List[Dict[str, Any]]], bool], timeout: float) -> List[Dict[str, Any]]:
+        """Wait until predicate(events) holds; returns the events, or raises AssertionError with a summary."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.events):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    kinds: Dict[str, int] = {}
+                    for e in self.events:
+                        key = "%s/%s" % (e.get("type"), e.get("stream"))
+                        kinds[key] = kinds.get(key, 0) + 1
+                    raise AssertionError("timed out after %.0f s; events so far: %s" % (timeout, kinds))
+                self._cond.wait(min(left, 0.5))
+            return list(self.events)
+
+
+def seq_gaps(events: List[Dict[str, Any]]) -> Dict[str, List[int]]:
+    """Per (boot, stream): the seq values missing between the first and the last received."""
+    seen: Dict[str, List[int]] = {}
+    for e in events:
+        seen.setdefault("%s/%s" % (e["boot"], e["stream"]), []).append(e["seq"])
+    gaps = {}
+    for key, seqs in seen.items():
+        missing = sorted(set(range(min(seqs), max(seqs) + 1)) - set(seqs))
+        if missing or seqs != sorted(seqs):
+            gaps[key] = missing or seqs
+    return gaps

@@ -1,0 +1,115 @@
+"""The daemon as a real subprocess: real RTSP cameras, a file, a real ZeroMQ subscriber, sd_notify
+over a real unix datagram socket, SIGHUP and SIGTERM."""
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Set
+
+import jsonschema
+import pytest
+
+from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
+from tests.integration.conftest import base_config, stream_entry
+
+pytestmark = pytest.mark.integration
+
+
+def _types_by_stream(events: List[Dict[str, Any]]) -> Dict[str, Set[str]]:
+    out: Dict[str, Set[str]] = {}
+    for e in events:
+        out.setdefault(e["stream"], set()).add(e["type"])
+    return out
+
+
+class NotifySocket:
+    """A real AF_UNIX datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: List[str] = []
+
+    def drain_until(self, wanted: Set[str], timeout: float) -> Set[str]:
+        """Read datagrams until every key in `wanted` was seen (READY, STATUS, WATCHDOG...)."""
+        seen: Set[str] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not wanted <= seen:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            self.messages.append(data)
+            seen.update(line.split("=", 1)[0] for line in data.splitlines())
+        return seen
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_two_cameras_and_a_file(tiny_package, clip, rtsp_factory, write_config, schema, tmp_path) -> None:
+    """Caption, stats and stream events for all three streams; every event schema-valid; seq
+    contiguous per stream; READY/STATUS/WATCHDOG over sd_notify; SIGTERM exits 0 promptly."""
+    server = rtsp_factory({"cam1": "h264", "cam2": "h264"})
+    endpoint = free_tcp_endpoint()
+    config = write_config(base_config(tiny_package, endpoint, [
+        stream_entry("cam1", server.url("cam1")),
+        stream_entry("cam2", server.url("cam2")),
+        stream_entry("file", str(clip), loop=True),
+    ]))
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"}
+    try:
+        with EventCollector(endpoint) as events, DaemonProcess(config, env) as daemon:
+            wanted = {"caption", "stats", "stream"}
+            got = events.wait_for(
+                lambda evs: all(wanted <= _types_by_stream(evs).get(s, set()) for s in ("cam1", "cam2", "file")),
+                timeout=120,
+            )
+            seen = notify.drain_until({"READY", "STATUS", "WATCHDOG"}, timeout=30)
+            assert {"READY", "STATUS", "WATCHDOG"} <= seen, notify.messages
+            assert daemon.terminate(timeout=15) == 0
+            assert "Traceback" not in daemon.log(), daemon.log()[-3000:]
+    finally:
+        notify.close()
+    validator = jsonschema.Draft202012Validator(schema)
+    for event in got:
+        validator.validate(event)
+    assert seq_gaps(got) == {}
+    assert len({e["boot"] for e in got}) == 1
+    online = [e for e in got if e["type"] == "stream" and e["state"] == "online"]
+    assert {e["stream"] for e in online} >= {"cam1", "cam2", "file"}
+
+
+def test_reload_applies_valid_config_and_keeps_old_on_error(tiny_package, clip, write_config) -> None:
+    """SIGHUP with a new stream starts it and leaves the running one untouched; SIGHUP with a
+    broken file is logged and changes nothing; SIGTERM then exits 0."""
+    endpoint = free_tcp_endpoint()
+    first = base_config(tiny_package, endpoint, [stream_entry("a", str(clip), loop=True)])
+    config = write_config(first)
+    with EventCollector(endpoint) as events, DaemonProcess(config) as daemon:
+        events.wait_for(lambda evs: any(e["stream"] == "a" and e["type"] == "caption" for e in evs), timeout=90)
+        boot = events.snapshot()[0]["boot"]
+
+        second = dict(first, streams=first["streams"] + [stream_entry("b", str(clip), loop=True)])
+        write_config(second)
+        daemon.signal(signal.SIGHUP)
+        events.wait_for(lambda evs: any(e["stream"] == "b" and e["type"] == "caption" for e in evs), timeout=60)
+        assert daemon.wait_log("reloaded: 1 added, 0 removed, 0 changed, 1 unchanged", timeout=10)
+
+        config.write_text(config.read_text() + "\nunknown_section: {x: 1}\n")
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_log("reload rejected", timeout=10), daemon.log()[-2000:]
+        before = len(events.snapshot())
+        events.wait_for(
+            lambda evs: {e["stream"] for e in evs[before:] if e["type"] == "caption"} >= {"a", "b"}, timeout=60
+        )
+        started = time.monotonic()
+        assert daemon.terminate(timeout=15) == 0
+        assert time.monotonic() - started < 10
+    got = events.snapshot()
+    assert {e["boot"] for e in got} == {boot}
+    assert seq_gaps(got) == {}, "an unchanged stream must keep its sequence across reloads"
+    assert "unknown_section" in daemon.log() or "reload rejected" in daemon.log()
