@@ -99,14 +99,17 @@ def make_base_checkpoints(root: Path) -> Dict[str, Path]:
     return folders
 
 
-def measure(fn: Callable[[], Any], reps: int) -> List[float]:
-    """Seconds per call: one warm-up call, then `reps` timed calls."""
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def measure(fns: Dict[str, Callable[[], Any]], reps: int) -> Dict[str, List[float]]:
+    """Seconds per call of each function: one warm-up call each, then `reps` rounds that call every
+    function once in turn, so load from other processes hits the compared sides alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -136,11 +139,8 @@ def bench_caption(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps:
         return out[0, prompt.shape[1] - 1:].tolist()
 
     same = hf() == ours.caption_ids(frame)
-    result = {
-        "transformers": measure(hf, reps),
-        "ours": measure(lambda: ours.caption_ids(frame), reps),
-        "tokens_identical": same,
-    }
+    result: Dict[str, Any] = measure({"transformers": hf, "ours": lambda: ours.caption_ids(frame)}, reps)
+    result["tokens_identical"] = same
     del model
     return result
 
@@ -178,12 +178,15 @@ def bench_match(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: i
         return scores
 
     diff = float(np.max(np.abs(np.array(naive()) - np.array(list(ours.scores(frame, ten).values())))))
-    result = {
-        "ours_1": measure(lambda: ours.scores(frame, {"p0": PROMPTS[0]}), reps),
-        "ours_10": measure(lambda: ours.scores(frame, ten), reps),
-        "naive_10": measure(naive, reps),
-        "max_score_diff": diff,
-    }
+    result: Dict[str, Any] = measure(
+        {
+            "ours_1": lambda: ours.scores(frame, {"p0": PROMPTS[0]}),
+            "ours_10": lambda: ours.scores(frame, ten),
+            "naive_10": naive,
+        },
+        reps,
+    )
+    result["max_score_diff"] = diff
     del model
     return result
 
@@ -209,11 +212,10 @@ def bench_answer(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: 
         return out[0, 1:].tolist()
 
     same = hf() == ours.answer_ids(frame, {"q": QUESTION})["q"]
-    result = {
-        "transformers": measure(hf, reps),
-        "ours": measure(lambda: ours.answer_ids(frame, {"q": QUESTION}), reps),
-        "tokens_identical": same,
-    }
+    result: Dict[str, Any] = measure(
+        {"transformers": hf, "ours": lambda: ours.answer_ids(frame, {"q": QUESTION})}, reps
+    )
+    result["tokens_identical"] = same
     del model
     return result
 
@@ -236,7 +238,7 @@ def bench_vision_attention(folder: Path, work: Path, reps: int) -> Dict[str, Any
         sessions[name] = ort_session(path)
     del model
     feeds = {"pixel_values": pixels.numpy()}
-    return {name: measure(lambda s=s: s.run(None, feeds), reps) for name, s in sessions.items()}
+    return measure({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}, reps)
 
 
 def machine() -> Dict[str, Any]:
@@ -318,7 +320,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", required=True, help="write the figures and timings here")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 repetitions, no vision attention comparison")
-    parser.add_argument("--keep", metavar="DIR", help="build checkpoints and package in DIR and keep them")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="build checkpoints and package in DIR and keep them (reused when there)"
+    )
     return parser.parse_args(argv)
 
 
@@ -327,10 +331,15 @@ def run_all(work: Path, reps: int, quick: bool) -> Dict[str, Any]:
     from blip.package import ModelPackage
     from blip.runtime import create_runtime
 
-    folders = make_base_checkpoints(work)
-    start = time.monotonic()
-    export_package(work / "package", name="blip-base-random", command="bench/blip_tasks.py", **folders)
-    export_s = time.monotonic() - start
+    folders = {task: work / ("hf-" + task) for task in ("caption", "match", "answer")}
+    export_s: Optional[float] = None
+    if (work / "package" / "manifest.yaml").is_file():
+        log.info("reusing checkpoints and package in %s", work)
+    else:
+        folders = make_base_checkpoints(work)
+        start = time.monotonic()
+        export_package(work / "package", name="blip-base-random", command="bench/blip_tasks.py", **folders)
+        export_s = time.monotonic() - start
     pkg = ModelPackage.load(str(work / "package"))
     runtime = create_runtime("onnxruntime", device=None)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)

@@ -5,7 +5,6 @@ DIR is the seed's `models/` folder as `scripts/download.sh` leaves it (reference
 DIR) and `bert-base-uncased/` (or `tokenizer/`). We write DIR/manifest.yaml with the sha256 of every
 file (docs/model-package.md; backend sail, layout seed); nothing is copied or renamed.
 """
-import argparse
 import glob
 import logging
 import os
@@ -129,20 +128,3 @@ def package_seed(directory: PathLike, chip: str, name: Optional[str] = None) -> 
     log.info("wrote %s (%s)", path, ", ".join(entries))
     return path
 
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of `blipd package-seed` (the CLI mounts this)."""
-    parser.add_argument("dir", metavar="DIR", help="the seed's models folder: <CHIP>/*.bmodel and bert-base-uncased/")
-    parser.add_argument("--chip", default="bm1684x", choices=CHIPS, help="which chip's bmodels to package")
-    parser.add_argument("--name", help="package name shown in events (default blip-seed-<chip>)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write the manifest; one error line and status 1 on failure."""
-    try:
-        path = package_seed(args.dir, args.chip, args.name)
-    except BlipError as exc:
-        log.error("%s", exc)
-        return 1
-    log.info("package ready: %s", path.parent)
-    return 0

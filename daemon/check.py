@@ -2,23 +2,31 @@
 
 Exit 0 when the daemon would start, 2 with one line per problem otherwise.
 """
-from typing import List, TextIO
+from typing import Any, List, TextIO
 
 from blip.errors import BlipError
-from daemon.config import check_tasks, load_config
+from daemon.config import Settings, check_tasks, load_config
 from daemon.errors import ConfigError
+
+
+def load_package(settings: Settings) -> Any:
+    """The config's model package (blip.package.ModelPackage), checked to have every task the
+    streams ask for; ConfigError `FILE:LINE: model.package: ...` otherwise. Shared by `check`,
+    start and reload so all three judge a package the same way."""
+    from blip.package import ModelPackage
+
+    try:
+        package = ModelPackage.load(str(settings.model.package))
+    except BlipError as exc:
+        raise ConfigError(settings.error_line(("model", "package"), str(exc).splitlines()[0])) from None
+    check_tasks(settings, set(package.tasks))
+    return package
 
 
 def run_check(config_path: str, out: TextIO) -> int:
     """Config, model package, the tasks the streams ask for, and the SOPHON preflight when needed."""
-    from blip.package import ModelPackage
-
     settings = load_config(config_path)  # ConfigError -> exit 2 in the CLI
-    try:
-        package = ModelPackage.load(str(settings.model.package))
-    except BlipError as exc:
-        raise ConfigError("%s: model.package: %s" % (settings.source_path, exc)) from None
-    check_tasks(settings, set(package.tasks))
+    package = load_package(settings)
     problems: List[str] = []
     backends = {spec.backend for spec in package.tasks.values()}
     needs_sail = settings.model.backend == "sail" or "sail" in backends or any(
@@ -29,7 +37,17 @@ def run_check(config_path: str, out: TextIO) -> int:
     except ImportError:
         run_preflight = None  # type: ignore[assignment]
     if run_preflight is not None:
-        for finding in run_preflight(backend_needed=needs_sail):
+        sail_tasks = [spec for spec in package.tasks.values() if spec.backend == "sail"]
+        bmodels = sorted({str(g.path) for spec in sail_tasks for g in spec.graphs.values()})
+        chip = package.source.get("chip")
+        findings = run_preflight(
+            backend_needed=needs_sail,
+            bmodels=bmodels,
+            device=settings.model.device,
+            decoder_needed=any(s.decoder == "sail" for s in settings.streams),
+            chips={path: chip for path in bmodels} if chip else None,
+        )
+        for finding in findings:
             line = str(finding)
             if getattr(finding, "ok", True):
                 out.write("ok: %s\n" % line)

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("package-seed", help="write a manifest for a folder of sophon-demo BLIP bmodels")
     seed.add_argument("dir")
-    seed.add_argument("--chip", required=True, choices=["bm1684", "bm1684x", "bm1688"])
+    seed.add_argument("--chip", required=True, choices=["bm1684", "bm1684x", "bm1688", "cv186ah"])
     seed.add_argument("--name", default=None)
     seed.set_defaults(func=cmd_package_seed)
     return parser

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 _LATENCY_SAMPLES = 10000  # per stream between two stats events; older ones are discarded
 
+MAX_INBOUND_BYTES = 4096
+"""Largest message a peer may send us. Subscribers only send subscriptions (topic prefixes of at
+most ~80 bytes); without this bound one peer subscribing to a 10 MB topic costs the PUB socket
+~500 MB of subscription trie. A peer that sends more is disconnected."""
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -141,6 +146,7 @@ class Publisher:
             sock = context.socket(zmq.PUB)
             sock.setsockopt(zmq.SNDHWM, self._send_hwm)
             sock.setsockopt(zmq.LINGER, self._linger_ms)
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
             if curve is not None:
                 curve.apply(sock)
             sock.bind(self.bind)

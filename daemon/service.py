@@ -5,6 +5,7 @@ metrics HTTP server; the main thread handles signals, sd_notify, stats and reloa
 joins in reverse order of `start()`: readers first (no new frames), then workers (the frame in
 flight is finished and published), then the publisher (flushes), all within STOP_BUDGET_S.
 """
+import functools
 import logging
 import signal
 import threading
@@ -13,6 +14,7 @@ import uuid
 from typing import List, Optional
 
 from blip.errors import BlipError
+from daemon.check import load_package
 from daemon.config import Settings, check_tasks, diff_streams, load_config
 from daemon.errors import ConfigError, DaemonError
 from daemon.logsetup import setup_logging
@@ -32,7 +34,6 @@ class Service:
     """The daemon: build with a validated config, then `run()` until a stop signal."""
 
     def __init__(self, settings: Settings, engine_factory=None) -> None:  # type: ignore[no-untyped-def]
-        from blip.package import ModelPackage
         from daemon.emit import Emitter
         from daemon.health import Metrics, Notifier, ProgressMonitor
         from daemon.publisher import Publisher
@@ -40,13 +41,9 @@ class Service:
 
         self.settings = settings
         self.boot = uuid.uuid4().hex[:12]
-        try:
-            self.package = ModelPackage.load(str(settings.model.package))
-        except BlipError as exc:
-            raise ConfigError("%s: model.package: %s" % (settings.source_path, exc)) from None
-        check_tasks(settings, set(self.package.tasks))
+        self.package = load_package(settings)
         self.tasks = tuple(sorted(settings.tasks_needed())) or ("caption",)
-        self._engine_factory = engine_factory or self._default_engine
+        self._engine_factory = engine_factory
         self.notifier = Notifier()
         self.metrics = Metrics()
         self.progress = ProgressMonitor(stall_after_s=WEDGED_AFTER_S)
@@ -62,7 +59,7 @@ class Service:
             curve=settings.publish.curve,
         )
         self.emitter = Emitter(self.publisher, settings.publish)
-        self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics)
+        self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics, device=settings.model.device)
         self.workers: List[Worker] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -72,13 +69,16 @@ class Service:
     def _counters_for(self, name: str):  # type: ignore[no-untyped-def]
         return self.streams.counters_for(name)
 
-    def _default_engine(self) -> object:
+    def _default_engine(self, worker: int) -> object:
+        """Called in the worker's own thread: one runtime and engine per worker. On SOPHON with
+        several workers, worker i runs on TPU core i (BM1688 has two; single-core chips ignore it)."""
         from blip.engine import Engine
         from blip.runtime import create_runtime, resolve_backend
 
         model = self.settings.model
         backend = resolve_backend(model.backend, self.package)
-        runtime = create_runtime(backend, device=model.device, threads=model.threads)
+        options = {"core": worker} if backend == "sail" and model.workers > 1 else {}
+        runtime = create_runtime(backend, device=model.device, threads=model.threads, **options)
         return Engine(self.package, runtime, tasks=self.tasks)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -88,7 +88,7 @@ class Service:
         for index in range(self.settings.model.workers):
             worker = Worker(
                 index,
-                self._engine_factory,
+                self._engine_factory or functools.partial(self._default_engine, index),
                 self.scheduler.get,
                 self.streams.state_of,
                 self.emitter,
@@ -154,7 +154,7 @@ class Service:
         now = time.monotonic()
         interval = max(1e-3, now - self._last_stats)
         self._last_stats = now
-        for event in self.streams.stats_events(interval):
+        for event in self.streams.stats_events(interval, final=final):
             self.publisher.publish(event)
 
     def status_line(self) -> str:
@@ -165,6 +165,8 @@ class Service:
         self.notifier.reloading()
         try:
             new = load_config(str(self.settings.source_path))
+            if new.model.package != self.settings.model.package:
+                load_package(new)  # the next restart loads it: judge it now, not then
             check_tasks(new, set(self.package.tasks))
             missing = new.tasks_needed() - set(self.tasks)
             if missing:

@@ -16,7 +16,7 @@ from daemon.stream_state import StreamState
 
 log = logging.getLogger(__name__)
 
-def source_spec(stream: ResolvedStream) -> SourceSpec:
+def source_spec(stream: ResolvedStream, device: int = 0) -> SourceSpec:
     return SourceSpec(
         name=stream.name,
         url=stream.secret_url(),
@@ -27,6 +27,7 @@ def source_spec(stream: ResolvedStream) -> SourceSpec:
         hwaccel=stream.hwaccel,
         open_timeout_s=stream.open_timeout_s,
         read_timeout_s=stream.read_timeout_s,
+        device=device,
     )
 
 
@@ -52,7 +53,8 @@ class StreamSet:
     """Owns the per-stream objects; the service calls it from the main thread only, the readers
     and workers reach it through `counters_for`, `state_of` and the state callbacks."""
 
-    def __init__(self, scheduler, publisher, emitter, metrics) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, scheduler, publisher, emitter, metrics, device: int = 0) -> None:  # type: ignore[no-untyped-def]
+        self._device = device
         self._scheduler = scheduler
         self._publisher = publisher
         self._emitter = emitter
@@ -60,6 +62,8 @@ class StreamSet:
         self._lock = threading.Lock()
         self._counters: Dict[str, StreamCounters] = {}
         self._running: Dict[str, _Running] = {}
+        self._stopped: List[_Running] = []
+        """What `stop_all` stopped, kept for the final stats (`stats_events(final=True)`)."""
 
     def counters_for(self, name: str) -> StreamCounters:
         """Counters outlive a stream's removal so late events of it are still counted."""
@@ -97,7 +101,7 @@ class StreamSet:
         self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=cfg.max_frame_age_s)
         self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
         supervisor = StreamSupervisor(
-            source_spec(cfg),
+            source_spec(cfg, self._device),
             Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s),
             self._scheduler.put,
             counters,
@@ -126,6 +130,8 @@ class StreamSet:
             self._metrics.unwatch(r.config.name)
 
     def stop_all(self, timeout: float) -> None:
+        with self._lock:
+            self._stopped = list(self._running.values())
         self._stop_many(self.names(), timeout)
 
     # -- callbacks from reader threads -------------------------------------------------------------
@@ -150,9 +156,11 @@ class StreamSet:
                     self._emitter.end_matches(state, state.last_frame, time.time())
 
     # -- stats / status ----------------------------------------------------------------------------
-    def stats_events(self, interval_s: float) -> List[StatsEvent]:
+    def stats_events(self, interval_s: float, final: bool = False) -> List[StatsEvent]:
+        """One stats event per running stream; `final`: per stream `stop_all` stopped, once the
+        workers are done, so subscribers get the closing counts."""
         with self._lock:
-            running = list(self._running.values())
+            running = list(self._stopped if final else self._running.values())
         events = []
         for r in running:
             snapshot = r.state.counters.snapshot()

@@ -135,6 +135,42 @@ def evaluate_package(package: Path, scenes_count: int = 200, seed: int = DEFAULT
     return metrics
 
 
+def evaluate_clip(package: Path, video: Path, timeline: Sequence[Dict], threads: int = 2) -> Dict[str, float]:
+    """Decoded frames of the demo clip, one a second, against its timeline: what the daemon will
+    see (H.264 artefacts included). Prompt presence is judged at a 0.5 score."""
+    import cv2
+
+    from blip.demo.clip import DEMO_PROMPTS
+
+    tasks = _Tasks(Path(package), threads)
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise SystemExit("cannot open %s" % video)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    hits = {"caption": [], "prompts": [], "answers": []}
+    index = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t = index / fps
+            index += 1
+            if (index - 1) % int(round(fps)) != 0:
+                continue
+            seg = next(s for s in timeline if s["start_s"] <= t < s["end_s"])
+            hits["caption"].append(int(tasks.caption.caption(frame) == seg["caption"]))
+            scores = tasks.match.scores(frame, DEMO_PROMPTS)
+            hits["prompts"] += [int((scores[p] > 0.5) == (p in seg["prompts_present"])) for p in DEMO_PROMPTS]
+            got = tasks.answer.answer(frame, {q: q for q in seg["answers"]})
+            hits["answers"] += [int(got[q] == a) for q, a in seg["answers"].items()]
+    finally:
+        cap.release()
+    out: Dict[str, float] = {"clip_frames": len(hits["caption"])}
+    out.update({"clip_%s_accuracy" % k: round(float(np.mean(v)), 4) for k, v in hits.items() if v})
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m blip.demo.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--package", type=Path, default=Path("models/demo"))
@@ -142,9 +178,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--scenes", type=int, default=200)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--clip", type=Path, help="also score this demo clip against its .timeline.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    metrics = evaluate_package(args.package, args.scenes, args.seed, args.threads)
+    metrics = evaluate_package(args.package, args.scenes, args.seed, args.threads) if args.scenes else {}
+    if args.clip:
+        timeline_path = args.clip.with_name(args.clip.name.rsplit(".", 1)[0] + ".timeline.json")
+        timeline = json.loads(timeline_path.read_text(encoding="utf-8"))
+        metrics.update(evaluate_clip(args.package, args.clip, timeline, args.threads))
     text = json.dumps(metrics, indent=2) + "\n"
     if args.json:
         args.json.write_text(text, encoding="utf-8")

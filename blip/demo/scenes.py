@@ -110,10 +110,10 @@ class Scene:
         img[:] = self.background
         for shape in self.ordered():
             _draw(img, shape)
-        if self.noise > 0:
-            rng = np.random.default_rng(self.seed)
-            noise = rng.standard_normal((height, width, 1), dtype=np.float32) * self.noise
-            img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        if self.noise > 0:  # grey sensor noise, the same in every channel; cv2.add saturates
+            noise = np.random.default_rng(self.seed).standard_normal((height, width), dtype=np.float32)
+            noise *= self.noise
+            img = cv2.add(img, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)
         return img
 
 

@@ -18,12 +18,13 @@ CLI: `python -m blip.export.seed static SRC OUT [--prompts P] [--questions Q]` a
 """
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import yaml
@@ -263,6 +264,9 @@ def export_seed_package(
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)
+        mask = os.umask(0)
+        os.umask(mask)
+        out_dir.chmod(0o777 & ~mask)  # mkdtemp made it 0700
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -44,6 +44,7 @@ class SourceSpec:
     open_timeout_s: bound on connecting/probing (OpenCV's default is 30 s)
     read_timeout_s: bound on one blocked read; the supervisor lowers it to its stall timeout
     realtime:       files only: pace reading to the file's frame rate (live-like playback)
+    device:         accelerator device id for hardware decoders (sail: the TPU's VPU)
     """
 
     name: str
@@ -56,6 +57,7 @@ class SourceSpec:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     realtime: bool = True
+    device: int = 0
 
     def __post_init__(self) -> None:
         if not self.display_url:

@@ -168,6 +168,7 @@ class StreamSupervisor:
                 return
             if isinstance(result, SourceEnded):
                 if not self.spec.loop:
+                    self._log.info("%s", result)  # an operator sees why a file stopped (cut short?)
                     self._emit(SourceState.ENDED, str(result))
                     return
                 self._log.debug("%s; looping", result)

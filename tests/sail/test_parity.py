@@ -1,61 +1,13 @@
 """Tiny random BLIP on the sail double == transformers: layout seed (blip/seed.py over bmodels
 packaged by package_seed) and layout split (static-shape graphs, the split task classes). Only the
 runtime differs from the ONNX Runtime path; the "bmodels" are the exported ONNX graphs."""
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-from tests.sail.conftest import double_on_path
 
 pytestmark = [pytest.mark.sail, pytest.mark.parity]
 
 PROMPTS = {"dog": "a red dog", "street": "two people on the street", "gate": "the gate is open"}
 QUESTIONS = {"color": "what color is the car?", "gate": "is the gate open?", "count": "how many people are there?"}
-CHIP = "bm1684x"
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    from tests.models import make_tiny_checkpoints
-
-    return make_tiny_checkpoints(tmp_path_factory.mktemp("hf"))
-
-
-@pytest.fixture(scope="module")
-def seed_package(checkpoints, tmp_path_factory):
-    """Seed ONNX export -> files under the seed's names (BM1684X/, bert-base-uncased/) -> package_seed."""
-    from blip.export.seed import export_seed_package
-    from blip.package import ModelPackage
-    from blip.package_seed import package_seed
-
-    onnx_pkg = export_seed_package(tmp_path_factory.mktemp("seed") / "onnx", **checkpoints)
-    models = tmp_path_factory.mktemp("models")
-    (models / CHIP.upper()).mkdir()
-    for graph in sorted(onnx_pkg.glob("*/*.onnx")):
-        shutil.copy(str(graph), str(models / CHIP.upper() / ("%s_%s_f32_1b.bmodel" % (graph.stem, CHIP))))
-    shutil.copytree(str(onnx_pkg / "tokenizer"), str(models / "bert-base-uncased"))
-    with double_on_path():  # package_seed reads each graph's image size through sail
-        package_seed(models, CHIP)
-    return ModelPackage.load(str(models))
-
-
-@pytest.fixture(scope="module")
-def split_package(checkpoints, tmp_path_factory):
-    """Split export -> static shapes (1 prompt, 1 question) -> "compiled" .bmodel files -> sail manifest."""
-    from blip.export.api import export_package
-    from blip.export.seed import bmodel_package, static_split_package
-    from blip.package import ModelPackage
-
-    root = tmp_path_factory.mktemp("split")
-    static = static_split_package(export_package(root / "onnx", **checkpoints), root / "static")
-    compiled = root / "bmodels"
-    for graph in sorted(static.glob("*/*.onnx")):
-        (compiled / graph.parent.name).mkdir(parents=True, exist_ok=True)
-        shutil.copy(str(graph), str(compiled / graph.parent.name / (graph.stem + ".bmodel")))
-    bmodel_package(static, compiled, CHIP)
-    return ModelPackage.load(str(compiled))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +136,7 @@ def test_split_layout_on_sail_equals_transformers(split_package, reference, fram
 
     runtime = sail_runtime(sail, f32_names=True)
     captioner, matcher, answerer = (cls(split_package, runtime) for cls in (Captioner, Matcher, Answerer))
-    for frame in frames:
+    for frame in frames[:1]:  # one frame: the split maths are the ONNX Runtime parity tests' subject
         px = preprocess(frame, captioner.spec.image_size, split_package.preprocess.mean, split_package.preprocess.std)
         ckpt = reference["caption"]
         eos = ckpt.model.config.text_config.sep_token_id

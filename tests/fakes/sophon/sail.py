@@ -321,6 +321,7 @@ class _Graph:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC  # fast loads
         self.session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
         fixed = sidecar.get("shapes", {})
         self.onnx_types: Dict[str, str] = {}

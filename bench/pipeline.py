@@ -1,0 +1,421 @@
+"""What the daemon path costs the model, measured in one run against a bare `Engine.infer` loop.
+
+One model (BLIP-base-sized random graphs exported once into a temp dir, or `--tiny`'s package) and
+720p H.264 25 fps clips made with ffmpeg. The daemon runs as a subprocess (bench/common.py's runner:
+`Service.run()` plus a counters dump at exit); a ZeroMQ subscriber here timestamps what it receives.
+Every stream's prompts are set so each inferred frame publishes one `match` event per prompt, which
+gives a completion time and a capture->subscriber latency for every inferred frame.
+
+  pipeline_over_model_only      frames/s of the daemon (3 looping streams played at their real rate,
+                                each sampled at twice what the worker can do) over frames/s of a bare
+                                loop calling Engine.infer on pre-decoded frames of the same clip,
+                                same tasks; one pair per repetition, median/min/max over reps
+  static_scene_inference_ratio  inferences on a moving clip / on a static (noisy still) clip of the
+                                same length, both played once with the scene gate on
+  overload_p95_latency_s        4 streams each offered what the worker can do (4x in all): p95 of
+                                capture -> received at the subscriber, against max_frame_age_s + one
+                                model-only inference time
+  overload_rss_growth_mb        daemon RSS at the end minus at the start of the overload window
+  drops_accounted               decoded == inferred + failed + every drop, every stream of every run
+
+Usage: python bench/pipeline.py --json OUT [--quick] [--reps N] [--tiny] [--tasks match,caption]
+Nothing is asserted: figures are printed with their targets and written to OUT.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+from bench.blip_tasks import PROMPTS  # noqa: E402
+
+log = logging.getLogger("bench.pipeline")
+
+TARGETS = {
+    "pipeline_over_model_only": (">=", 0.90),
+    "static_scene_inference_ratio": (">=", 10.0),
+    "overload_p95_over_bound": ("<=", 1.0),
+    "overload_rss_growth_mb": ("<", 50.0),
+    "drops_accounted": ("==", True),
+}
+N_PROMPTS = 3
+STREAMS = 3
+OVERLOAD_STREAMS = 4
+MAX_FRAME_AGE_S = 2.0
+LOOP_CLIP_S = 20.0
+STARTUP_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Durations of one run (seconds); `--quick` shortens them and says so in the output."""
+
+    reps: int
+    model_only_s: float
+    warm_s: float
+    window_s: float
+    scene_max_s: float
+    overload_warm_s: float
+    overload_s: float
+
+
+QUICK = Plan(reps=2, model_only_s=12, warm_s=3, window_s=12, scene_max_s=40, overload_warm_s=5, overload_s=20)
+FULL = Plan(reps=3, model_only_s=30, warm_s=8, window_s=30, scene_max_s=90, overload_warm_s=10, overload_s=60)
+
+
+@dataclass
+class Session:
+    """What one daemon run gave: marker events in the window, /proc samples, final counters."""
+
+    frames: List[Tuple[float, float, float, str]]
+    window: Tuple[float, float]
+    samples: List[Tuple[float, Dict[str, float]]]
+    counters: Dict[str, Any]
+    exit_code: Optional[int]
+    stop_s: Optional[float]
+    events: Dict[str, int] = field(default_factory=dict)
+
+    def fps(self) -> Optional[float]:
+        """Completed frames per second: (k-1) intervals between the first and last of k completions."""
+        times = sorted(f[0] for f in self.frames)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
+
+
+# -- setup ----------------------------------------------------------------------------------------
+def build_package(work: Path, args: argparse.Namespace, tasks: Sequence[str]) -> Path:
+    if args.package:
+        return Path(args.package).resolve()
+    started = time.monotonic()
+    if args.tiny:
+        package = common.tiny_package(work, tasks)
+    else:
+        package = common.base_package(work, tasks)
+    log.info("package %s ready in %.0f s", package, time.monotonic() - started)
+    return package
+
+
+def make_engine(package: Path, tasks: Sequence[str]) -> Any:
+    """The engine the daemon's worker builds (Service._default_engine): same runtime, same tasks."""
+    from blip.engine import Engine
+    from blip.package import ModelPackage
+    from blip.runtime import create_runtime
+
+    pkg = ModelPackage.load(str(package))
+    return Engine(pkg, create_runtime("onnxruntime", device=0, threads=None), tasks=tuple(sorted(tasks)))
+
+
+def model_only(engine: Any, frames: List[Any], tasks: Sequence[str], seconds: float) -> List[float]:
+    """Seconds per `Engine.infer` call over pre-decoded frames, for about `seconds` (one warm-up call)."""
+    prompts = {"p%d" % i: text for i, text in enumerate(PROMPTS[:N_PROMPTS])}
+    questions = {"q0": "what color is the car?"} if "answer" in tasks else None
+    caption = "caption" in tasks
+
+    def call(index: int) -> None:
+        engine.infer(frames[index % len(frames)], caption=caption, prompts=prompts, questions=questions)
+
+    call(0)
+    times: List[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(times) < 3:
+        begin = time.perf_counter()
+        call(len(times) + 1)
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+# -- daemon sessions ------------------------------------------------------------------------------
+def run_window(work: Path, tag: str, package: Path, streams: List[Dict[str, Any]], defaults: Dict[str, Any],
+               warm_s: float, window_s: float) -> Session:
+    """Start the daemon, wait for its first inferred frame plus `warm_s`, record `window_s`, stop it."""
+    endpoint = common.free_endpoint()
+    config = common.write_config(work / (tag + ".yaml"), package, endpoint, streams, defaults)
+    samples: List[Tuple[float, Dict[str, float]]] = []
+    with common.Subscriber(endpoint) as sub:
+        daemon = common.DaemonProcess(config).start()
+        try:
+            first = sub.first_frame_after(0.0, STARTUP_TIMEOUT_S, daemon)
+            start = first + warm_s
+            end = start + window_s
+            pause = threading.Event()
+            while time.time() < end and daemon.alive():
+                if time.time() >= start:
+                    samples.append((time.time(), common.proc_sample(daemon.pid)))
+                pause.wait(min(1.0, max(0.01, end - time.time())))
+        finally:
+            counters = daemon.stop()
+        frames = sub.frames_between(start, end)
+        events, _ = sub.snapshot_counts()
+    if daemon.exit_code != 0:
+        log.warning("%s: daemon exited with %s\n%s", tag, daemon.exit_code, daemon.log_tail())
+    return Session(frames, (start, end), samples, counters, daemon.exit_code, daemon.stop_s, events)
+
+
+def run_to_end(work: Path, tag: str, package: Path, streams: List[Dict[str, Any]], defaults: Dict[str, Any],
+               timeout_s: float) -> Session:
+    """Play non-looping files to their end, let the worker drain, stop; the counters are the result."""
+    endpoint = common.free_endpoint()
+    config = common.write_config(work / (tag + ".yaml"), package, endpoint, streams, defaults)
+    names = {s["name"] for s in streams}
+    with common.Subscriber(endpoint) as sub:
+        daemon = common.DaemonProcess(config).start()
+        start = time.time()
+        try:
+            drained = sub.wait_drained(names, timeout_s, daemon)
+        finally:
+            counters = daemon.stop()
+        events, _ = sub.snapshot_counts()
+    if not drained:
+        log.warning("%s: streams did not all end within %.0f s", tag, timeout_s)
+    return Session([], (start, time.time()), [], counters, daemon.exit_code, daemon.stop_s, events)
+
+
+def rep_pair(rep: int, engine: Any, frames: List[Any], setup: "Setup", plan: Plan,
+             t_inf: Optional[float]) -> Dict[str, Any]:
+    """One model-only measurement and one daemon measurement, in alternating order across reps."""
+    out: Dict[str, Any] = {"rep": rep, "load_before": list(os.getloadavg())}
+
+    def measure_model() -> None:
+        times = model_only(engine, frames, setup.tasks, plan.model_only_s)
+        out["model_only_s"] = times
+        out["model_only_fps"] = len(times) / sum(times)
+
+    def measure_daemon(infer_s: float) -> None:
+        every = max(0.04, infer_s / 2.0)  # each stream alone offers twice what the worker can do
+        streams = [common.stream_entry("cam%d" % i, setup.moving, setup.prompts, setup.tasks, loop=True)
+                   for i in range(STREAMS)]
+        defaults = {"sample_every_s": round(every, 3), "max_frame_age_s": MAX_FRAME_AGE_S}
+        session = run_window(setup.work, "pipeline-%d" % rep, setup.package, streams, defaults,
+                             plan.warm_s, plan.window_s)
+        out["sample_every_s"] = defaults["sample_every_s"]
+        out["daemon_fps"] = session.fps()
+        out["daemon_frames"] = len(session.frames)
+        out["counters"] = session.counters
+        out["accounted"] = common.accounted(session.counters)
+        out["exit_code"] = session.exit_code
+
+    if rep % 2 == 0 or t_inf is None:
+        measure_model()
+        measure_daemon(statistics.median(out["model_only_s"]) if t_inf is None else t_inf)
+    else:
+        measure_daemon(t_inf)
+        measure_model()
+    fps, base = out.get("daemon_fps"), out["model_only_fps"]
+    out["ratio"] = fps / base if fps else None
+    out["load_after"] = list(os.getloadavg())
+    return out
+
+
+@dataclass(frozen=True)
+class Setup:
+    work: Path
+    package: Path
+    tasks: Tuple[str, ...]
+    moving: Path
+    prompts: Tuple[str, ...]
+
+
+def scene_run(setup: Setup, plan: Plan, t_inf: float) -> Dict[str, Any]:
+    """A moving and a static clip of the same length in one daemon, played once, gate on (defaults)."""
+    every = max(0.5, 1.25 * t_inf)  # slower than the worker: the moving count measures the gate, not the model
+    length = min(plan.scene_max_s, max(LOOP_CLIP_S, 12 * every))
+    moving = setup.moving if length == LOOP_CLIP_S else common.make_clip(setup.work / "moving-scene.mp4", length)
+    static = common.make_clip(setup.work / "static.mp4", length, moving=False)
+    streams = [common.stream_entry("moving", moving, setup.prompts, setup.tasks, loop=False),
+               common.stream_entry("static", static, setup.prompts, setup.tasks, loop=False)]
+    defaults = {"sample_every_s": round(every, 3), "max_frame_age_s": MAX_FRAME_AGE_S}
+    session = run_to_end(setup.work, "scene", setup.package, streams, defaults, timeout_s=length + STARTUP_TIMEOUT_S)
+    moving_n = int(session.counters["moving"]["inferred"])
+    static_n = int(session.counters["static"]["inferred"])
+    return {
+        "clip_s": length, "sample_every_s": defaults["sample_every_s"],
+        "moving_inferred": moving_n, "static_inferred": static_n,
+        "moving_sample_points": int(length / every),
+        "ratio": moving_n / static_n if static_n else None,
+        "counters": session.counters, "accounted": common.accounted(session.counters),
+        "exit_code": session.exit_code,
+    }
+
+
+def overload_run(setup: Setup, plan: Plan, t_inf: float) -> Dict[str, Any]:
+    """4 looping streams, each sampled at the worker's model-only rate: 4x what it can do."""
+    every = max(0.04, t_inf)
+    streams = [common.stream_entry("load%d" % i, setup.moving, setup.prompts, setup.tasks, loop=True)
+               for i in range(OVERLOAD_STREAMS)]
+    defaults = {"sample_every_s": round(every, 3), "max_frame_age_s": MAX_FRAME_AGE_S}
+    session = run_window(setup.work, "overload", setup.package, streams, defaults,
+                         plan.overload_warm_s, plan.overload_s)
+    latencies = [received - captured for received, captured, _, _ in session.frames]
+    publisher = [ms / 1000.0 for _, _, ms, _ in session.frames if ms == ms]
+    completions = sorted(f[0] for f in session.frames)
+    gaps = [b - a for a, b in zip(completions, completions[1:])]
+    rss = [s["rss_mb"] for _, s in session.samples if s]
+    bound = MAX_FRAME_AGE_S + t_inf
+    p95 = common.percentile(latencies, 95)
+    return {
+        "window_s": plan.overload_s, "sample_every_s": defaults["sample_every_s"],
+        "offered_over_capacity": OVERLOAD_STREAMS * t_inf / every,
+        "frames": len(latencies), "daemon_fps": session.fps(),
+        "p50_latency_s": common.percentile(latencies, 50), "p95_latency_s": p95,
+        "max_latency_s": max(latencies) if latencies else None,
+        "publisher_p95_latency_s": common.percentile(publisher, 95),
+        "daemon_inference_s": statistics.median(gaps) if gaps else None,
+        "bound_s": bound, "p95_over_bound": p95 / bound if p95 is not None else None,
+        "rss_mb": rss, "rss_growth_mb": rss[-1] - rss[0] if len(rss) >= 2 else None,
+        "rss_slope_mb_per_min": slope_per_min([t for t, s in session.samples if s], rss),
+        "max_fds": max((s["fds"] for _, s in session.samples if s), default=None),
+        "max_threads": max((s["threads"] for _, s in session.samples if s), default=None),
+        "counters": session.counters, "accounted": common.accounted(session.counters),
+        "events": session.events, "exit_code": session.exit_code, "stop_s": session.stop_s,
+    }
+
+
+def slope_per_min(times: List[float], values: List[float]) -> Optional[float]:
+    if len(values) < 3:
+        return None
+    import numpy as np
+
+    return float(np.polyfit(np.array(times) - times[0], np.array(values), 1)[0] * 60.0)
+
+
+# -- report ---------------------------------------------------------------------------------------
+def figures_of(reps: List[Dict[str, Any]], scene: Dict[str, Any], overload: Dict[str, Any]) -> Dict[str, Any]:
+    ratios = [r["ratio"] for r in reps if r.get("ratio")]
+    accounted = [ok for run in reps + [scene, overload] for ok in run["accounted"].values()]
+    return {
+        "pipeline_over_model_only": statistics.median(ratios) if ratios else None,
+        "static_scene_inference_ratio": scene["ratio"],
+        "overload_p95_latency_s": overload["p95_latency_s"],
+        "overload_latency_bound_s": overload["bound_s"],
+        "overload_p95_over_bound": overload["p95_over_bound"],
+        "overload_rss_growth_mb": overload["rss_growth_mb"],
+        "drops_accounted": bool(accounted) and all(accounted),
+    }
+
+
+def target_note(key: str, value: Any) -> str:
+    if key not in TARGETS or value is None:
+        return ""
+    op, bound = TARGETS[key]
+    met = {">=": value >= bound, "<=": value <= bound, "<": value < bound, "==": value == bound}[op]
+    return "  (target %s %s: %s)" % (op, bound, "ok" if met else "MISSED")
+
+
+def fmt(value: Any, pattern: str = "%.3f") -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, bool) else pattern % value
+
+
+def print_report(info: Dict[str, Any], doc: Dict[str, Any], plan: Plan, quick: bool) -> None:
+    print("machine: %d cores, %s; python %s, onnxruntime %s, opencv %s, pyzmq %s, numpy %s" % (
+        info["cores"], info["cpu"], info["python"], info["onnxruntime"], info["opencv"], info["pyzmq"],
+        info["numpy"]))
+    print("model: %s (tasks %s, %d prompts); streams: 720p H.264 25 fps; %s" % (
+        doc["model"], "+".join(doc["tasks"]), N_PROMPTS, common.load_note()))
+    print("%-4s %14s %14s %8s %10s %16s" % ("rep", "model-only f/s", "daemon f/s", "ratio", "sample s", "load 1-min"))
+    for r in doc["reps_detail"]:
+        print("%-4d %14s %14s %8s %10s %16s" % (
+            r["rep"], fmt(r["model_only_fps"]), fmt(r.get("daemon_fps")), fmt(r.get("ratio")),
+            fmt(r.get("sample_every_s"), "%.3f"), "%.2f -> %.2f" % (r["load_before"][0], r["load_after"][0])))
+    spread = doc["pipeline_over_model_only_spread"]
+    print("pipeline/model-only over %d reps: median %s, min %s, max %s" % (
+        spread["n"], fmt(spread["median"]), fmt(spread["min"]), fmt(spread["max"])))
+    scene, over = doc["scene"], doc["overload"]
+    print("scene gate: %.0f s clips, sample every %.2f s: moving %d inferences (of %d sample points), static %d" % (
+        scene["clip_s"], scene["sample_every_s"], scene["moving_inferred"], scene["moving_sample_points"],
+        scene["static_inferred"]))
+    print("overload: %d streams, %.1fx capacity, %d frames in %.0f s%s; latency p50 %s s, p95 %s s, max %s s "
+          "(publisher-side p95 %s s); bound = max_frame_age_s %.1f + inference %.3f s = %.3f s" % (
+              OVERLOAD_STREAMS, over["offered_over_capacity"], over["frames"], over["window_s"],
+              " (--quick: not 60 s)" if quick else "", fmt(over["p50_latency_s"]), fmt(over["p95_latency_s"]),
+              fmt(over["max_latency_s"]), fmt(over["publisher_p95_latency_s"]), MAX_FRAME_AGE_S,
+              doc["model_only_inference_s"], over["bound_s"]))
+    print("overload RSS: %s MB -> %s MB over %.0f s (fit %s MB/min); max fds %s, threads %s" % (
+        fmt(over["rss_mb"][0] if over["rss_mb"] else None, "%.1f"),
+        fmt(over["rss_mb"][-1] if over["rss_mb"] else None, "%.1f"), over["window_s"],
+        fmt(over["rss_slope_mb_per_min"], "%.2f"), fmt(over["max_fds"], "%.0f"), fmt(over["max_threads"], "%.0f")))
+    for key in ("pipeline_over_model_only", "static_scene_inference_ratio", "overload_p95_latency_s",
+                "overload_p95_over_bound", "overload_rss_growth_mb", "drops_accounted"):
+        print("%-30s %s%s" % (key, fmt(doc[key]), target_note(key, doc[key])))
+
+
+# -- main -----------------------------------------------------------------------------------------
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="OUT", required=True, help="write the figures and details here")
+    parser.add_argument("--quick", action="store_true", help="2 reps, short windows (about 3 minutes)")
+    parser.add_argument("--reps", type=int, help="model-only/daemon pairs (default 3, --quick 2)")
+    parser.add_argument("--tiny", action="store_true", help="tests/models.py's tiny package (smoke run)")
+    parser.add_argument("--tasks", default="match", help="comma list; match is always included (default match)")
+    parser.add_argument("--package", metavar="DIR", help="use this model package instead of exporting one")
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (package, clips, configs, logs)")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
+    tasks = tuple(sorted(set(t.strip() for t in args.tasks.split(",") if t.strip()) | {"match"}))
+    plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan = Plan(args.reps, *[getattr(plan, f) for f in list(Plan.__dataclass_fields__)[1:]])
+    load_start = list(os.getloadavg())
+    package = build_package(work, args, tasks)
+    moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S)
+    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]))
+    engine = make_engine(package, tasks)
+    frames = common.decode_frames(moving, 8)
+    reps: List[Dict[str, Any]] = []
+    t_inf: Optional[float] = None
+    for rep in range(plan.reps):
+        reps.append(rep_pair(rep, engine, frames, setup, plan, t_inf))
+        t_inf = statistics.median([t for r in reps for t in r["model_only_s"]])
+        log.info("rep %d: ratio %s", rep, fmt(reps[-1].get("ratio")))
+    assert t_inf is not None
+    engine.close()
+    scene = scene_run(setup, plan, t_inf)
+    overload = overload_run(setup, plan, t_inf)
+    doc = figures_of(reps, scene, overload)
+    doc.update(
+        pipeline_over_model_only_spread=common.spread([r["ratio"] for r in reps if r.get("ratio")]),
+        model="tiny" if args.tiny else ("package " + str(package) if args.package else "BLIP-base-sized, random"),
+        tasks=list(tasks), prompts=N_PROMPTS, streams=STREAMS, reps=plan.reps, quick=bool(args.quick),
+        plan=plan.__dict__, model_only_inference_s=t_inf, max_frame_age_s=MAX_FRAME_AGE_S,
+        targets={k: "%s %s" % v for k, v in TARGETS.items()},
+        load_start=load_start, load_end=list(os.getloadavg()),
+        reps_detail=reps, scene=scene, overload=overload,
+    )
+    return doc
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.monotonic()
+    work = common.temp_dir("blip-pipeline-", args.keep)
+    try:
+        doc = run(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(str(work), ignore_errors=True)
+    info = common.machine_info()
+    doc["machine"] = info
+    doc["elapsed_s"] = time.monotonic() - started
+    print_report(info, doc, QUICK if args.quick else FULL, bool(args.quick))
+    print("elapsed %.0f s" % doc["elapsed_s"])
+    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
