@@ -182,6 +182,47 @@ def proc_sample(pid: int) -> Dict[str, float]:
     }
 
 
+def proc_cpu_s(pid: int) -> Optional[float]:
+    """User + system CPU seconds `pid` has used (all its threads); None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def decode_cpu(clip: Path, streams: int, seconds: float, fps: float = 25.0) -> float:
+    """Core-seconds per second that `streams` OpenCV readers grabbing `clip` at its real rate use:
+    the CPU the daemon's decoding takes from the model, measured alone in this process."""
+    import resource
+
+    import cv2
+
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+            started, count = time.monotonic(), 0
+            while not stop.is_set() and cap.grab():
+                count += 1
+                stop.wait(max(0.0, started + count / fps - time.monotonic()))
+            cap.release()
+
+    threads = [threading.Thread(target=read, name="bench-decode-%d" % i, daemon=True) for i in range(streams)]
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - started
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return used / elapsed
+
+
 class DaemonProcess:
     """The daemon in a subprocess, its output in a log file; `stop()` is SIGTERM and a wait.
 
@@ -241,13 +282,18 @@ class DaemonProcess:
         return {}
 
 
-def accounted(counters: Dict[str, Any]) -> Dict[str, bool]:
-    """Per stream: decoded == inferred + failed + every drop reason (what daemon/counters.py promises)."""
+def unaccounted(counters: Dict[str, Any]) -> Dict[str, int]:
+    """Per stream: decoded - (inferred + failed + every drop reason); daemon/counters.py promises 0."""
     out = {}
     for stream, snap in counters.items():
         total = int(snap["inferred"]) + int(snap["failed"]) + sum(int(n) for n in snap["dropped"].values())
-        out[stream] = int(snap["decoded"]) == total
+        out[stream] = int(snap["decoded"]) - total
     return out
+
+
+def accounted(counters: Dict[str, Any]) -> Dict[str, bool]:
+    """Per stream: decoded == inferred + failed + sum(dropped)."""
+    return {stream: missing == 0 for stream, missing in unaccounted(counters).items()}
 
 
 # -- the subscriber -------------------------------------------------------------------------------

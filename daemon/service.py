@@ -94,6 +94,7 @@ class Service:
                 self.emitter,
                 self.progress,
                 self.metrics.observe_inference,
+                on_orphan=lambda frame: self._counters_for(frame.stream).drop("shutdown"),
             )
             worker.start()
             self.workers.append(worker)

@@ -55,7 +55,10 @@ class Worker:
         emitter: Emitter,
         progress,  # type: ignore[no-untyped-def]  # daemon.health.ProgressMonitor
         observe_latency: Callable[[str, float], None],
+        on_orphan: Optional[Callable[[Frame], None]] = None,
     ) -> None:
+        """on_orphan: counts a frame whose stream was removed between the scheduler handing it out
+        and this worker looking the stream up (so every decoded frame stays accounted for)."""
         self.index = index
         self._engine_factory = engine_factory
         self._next_frame = next_frame
@@ -63,6 +66,7 @@ class Worker:
         self._emit = emitter
         self._progress = progress
         self._observe = observe_latency
+        self._on_orphan = on_orphan
         self._stop = threading.Event()
         self._loaded = threading.Event()
         self.load_error: Optional[BaseException] = None
@@ -98,6 +102,8 @@ class Worker:
                     continue
                 state = self._state_of(frame.stream)
                 if state is None:  # the stream was removed after the frame was queued
+                    if self._on_orphan is not None:
+                        self._on_orphan(frame)
                     continue
                 with state.lock:
                     self.process(state, frame)

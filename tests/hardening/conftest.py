@@ -68,3 +68,10 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("long")
     short = media.make_clip(root / "short.mp4", 3, fps=25)
     return media.make_repeated(short, root / "long.mp4", 30)
+
+
+@pytest.fixture(scope="session")
+def fast_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 s of moving test pattern at 100 fps: four of them offer a tiny model far more frames than
+    it can take."""
+    return media.make_clip(tmp_path_factory.mktemp("fast") / "fast.mp4", 3, fps=100)

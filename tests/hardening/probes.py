@@ -64,6 +64,17 @@ def counts_between(events: Iterable[Event], kind: str, streams: Iterable[str], s
     return out
 
 
+def wait_seconds_of_events(collector: Any, seconds: float) -> List[Event]:
+    """The events a tests.daemon_proc.EventCollector receives from now until one captured
+    `seconds` later arrives. Looks at the newest event only: a scan of the whole list on every
+    new event would be quadratic under a flood."""
+    start = len(collector.snapshot())
+    until = time.time() + seconds
+    collector.wait_for(lambda evs: len(evs) > start and iso_to_epoch(evs[-1]["time"]) >= until,
+                       timeout=seconds + 30)
+    return collector.snapshot()[start:]
+
+
 def final_stats(events: Iterable[Event]) -> Dict[str, Event]:
     """The last stats event of every stream (the one the daemon publishes when it stops)."""
     last: Dict[str, Event] = {}
