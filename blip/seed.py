@@ -27,6 +27,7 @@ from blip.graphs import LAYOUT_SEED
 from blip.package import ModelPackage, merged_settings, open_task
 from blip.preprocess import preprocess
 from blip.runtime.base import Graph, GraphLoader, Runtime
+from blip.task import AnswerApi, CaptionApi, MatchApi
 from blip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class _PixelTask(_SeedTask):
         return pixel_values
 
 
-class SeedCaptioner(_PixelTask):
+class SeedCaptioner(CaptionApi, _PixelTask):
     """Caption with `blip_cap`: one call per frame; settings: prompt (what the graph starts from)."""
 
     task = "caption"
@@ -192,23 +193,7 @@ class SeedCaptioner(_PixelTask):
             caption = caption[len(self.prompt):]  # the sample's caption[13:], even if "##s" joined "of"
         return caption.strip()
 
-    def caption_ids(self, frame: np.ndarray) -> List[int]:
-        return self.caption_ids_from_embeds(self.embed(frame))
-
-    def caption_ids_from_pixels(self, pixel_values: np.ndarray) -> List[int]:
-        return self.caption_ids_from_embeds(pixel_values)
-
-    def caption(self, frame: np.ndarray) -> str:
-        return self.text(self.caption_ids(frame))
-
-    def caption_from_pixels(self, pixel_values: np.ndarray) -> str:
-        return self.text(self.caption_ids_from_embeds(pixel_values))
-
-    def caption_from_embeds(self, pixel_values: np.ndarray) -> str:
-        return self.text(self.caption_ids_from_embeds(pixel_values))
-
-
-class SeedMatcher(_PixelTask):
+class SeedMatcher(MatchApi, _PixelTask):
     """Prompt matching with `blip_itm`: one call per prompt (the graph holds image and one text)."""
 
     task = "match"
@@ -224,16 +209,7 @@ class SeedMatcher(_PixelTask):
             scores[key] = float(out.reshape(-1)[0])
         return scores
 
-    def scores(self, frame: np.ndarray, prompts: Mapping[str, str]) -> Dict[str, float]:
-        if not prompts:
-            return {}
-        return self.scores_from_embeds(self.embed(frame), prompts)
-
-    def scores_from_pixels(self, pixel_values: np.ndarray, prompts: Mapping[str, str]) -> Dict[str, float]:
-        return self.scores_from_embeds(pixel_values, prompts)
-
-
-class SeedAnswerer(_SeedTask):
+class SeedAnswerer(AnswerApi, _SeedTask):
     """VQA with venc once per frame, then tenc + tdec per question."""
 
     task = "answer"
@@ -265,22 +241,6 @@ class SeedAnswerer(_SeedTask):
         """decode(ids, skip_special_tokens=True), as the sample."""
         return self.tokenizer.decode(ids).strip()
 
-    def answer_ids(self, frame: np.ndarray, questions: Mapping[str, str]) -> Dict[str, List[int]]:
-        if not questions:
-            return {}
-        return self.answer_ids_from_embeds(self.embed(frame), questions)
-
-    def answer_ids_from_pixels(self, pixel_values: np.ndarray, questions: Mapping[str, str]) -> Dict[str, List[int]]:
-        return self.answer_ids_from_embeds(self.embed_pixels(pixel_values), questions)
-
-    def answer_from_embeds(self, image_embeds: np.ndarray, questions: Mapping[str, str]) -> Dict[str, str]:
-        return {k: self.text(v) for k, v in self.answer_ids_from_embeds(image_embeds, questions).items()}
-
-    def answer(self, frame: np.ndarray, questions: Mapping[str, str]) -> Dict[str, str]:
-        return {k: self.text(v) for k, v in self.answer_ids(frame, questions).items()}
-
-    def answer_from_pixels(self, pixel_values: np.ndarray, questions: Mapping[str, str]) -> Dict[str, str]:
-        return {k: self.text(v) for k, v in self.answer_ids_from_pixels(pixel_values, questions).items()}
 
 
 SEED_TASKS = {"caption": SeedCaptioner, "match": SeedMatcher, "answer": SeedAnswerer}

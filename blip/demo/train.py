@@ -5,7 +5,8 @@
 Three stages, each saved as a Hugging Face checkpoint under --work as soon as it finishes, so a
 later run (or `--stages`) can pick up where one stopped:
 
-1. caption: vision encoder + text decoder, the recipe of reference/tiny-blip-training.md.
+1. caption: vision encoder + text decoder, the recipe of reference/tiny-blip-training.md, then a
+   second, gentler cosine cycle (shape kinds were the last thing it learned).
 2. match: the caption's vision encoder, frozen, and its text layers as the ITM text encoder's
    start (the from-scratch ITM sat at ln 2); each image gets one true and one false text that
    differ in one attribute, so the only way down is binding colour, kind and position.
@@ -14,7 +15,8 @@ later run (or `--stages`) can pick up where one stopped:
 
 Freezing the vision encoder makes the later stages ~3x cheaper per image and leaves the three
 checkpoints with byte-identical vision graphs, which the package then stores once.
-Fresh random scenes every batch, fixed seeds. Then export, evaluate (through the package and
+Fresh random scenes every batch, fixed seeds; bf16 autocast where the CPU has native bf16 (half
+the step time). Then export, evaluate (through the package and
 ONNX Runtime) and write metrics.json and README.md next to the manifest.
 """
 import argparse

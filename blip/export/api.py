@@ -69,6 +69,26 @@ def _check_arguments(out_dir: Path, folders: Dict[str, Optional[PathLike]], layo
     return given
 
 
+def _write_package(
+    staging: Path, checkpoints: Dict[str, Any], name: str, verify: bool, command: Optional[str]
+) -> None:
+    """Graphs of every task, the tokenizer folder and manifest.yaml, all inside `staging`."""
+    from blip.export import manifest
+    from blip.export.checkpoint import read_preprocess
+    from blip.export.tasks import export_task
+
+    entries = {}
+    for task, ckpt in checkpoints.items():
+        files = export_task(ckpt, staging, verify=verify)
+        entries[task] = manifest.task_entry(task, ckpt.model.config, staging, files)
+    first = next(iter(checkpoints.values()))
+    tokenizer_dir = manifest.write_tokenizer(first.tokenizer, staging)
+    source = _source(checkpoints, command)
+    source["tokenizer_sha256"] = {p.name: manifest.sha256_of(p) for p in sorted(tokenizer_dir.iterdir())}
+    doc = manifest.build_manifest(name, read_preprocess(first.folder), entries, source)
+    manifest.write_manifest(staging, doc)
+
+
 def export_package(
     out_dir: PathLike,
     caption: Optional[PathLike] = None,
@@ -85,31 +105,19 @@ def export_package(
     when `verify`; the package is assembled in a temporary folder and moved into place only when
     complete, so a failed export never leaves a half-written package behind.
     """
-    from blip.export.checkpoint import check_folder, load_checkpoint, read_preprocess
+    from blip.export.checkpoint import check_folder, load_checkpoint
 
     out_dir = Path(out_dir)
     given = _check_arguments(out_dir, {"caption": caption, "match": match, "answer": answer}, layout)
     for task, folder in given.items():
         check_folder(folder, task)  # every folder checked before the slow imports and loads
-    from blip.export import manifest
-    from blip.export.tasks import export_task
-
     start = time.monotonic()
     checkpoints = {task: load_checkpoint(given[task], task) for task in TASKS if task in given}
     _same_vocabulary(checkpoints)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=str(out_dir.parent)))
     try:
-        entries = {}
-        for task, ckpt in checkpoints.items():
-            files = export_task(ckpt, staging, verify=verify)
-            entries[task] = manifest.task_entry(task, ckpt.model.config, staging, files)
-        first = next(iter(checkpoints.values()))
-        tokenizer_dir = manifest.write_tokenizer(first.tokenizer, staging)
-        source = _source(checkpoints, command)
-        source["tokenizer_sha256"] = {p.name: manifest.sha256_of(p) for p in sorted(tokenizer_dir.iterdir())}
-        doc = manifest.build_manifest(name or out_dir.name, read_preprocess(first.folder), entries, source)
-        manifest.write_manifest(staging, doc)
+        _write_package(staging, checkpoints, name or out_dir.name, verify, command)
         if out_dir.exists():
             out_dir.rmdir()
         staging.rename(out_dir)
@@ -117,5 +125,5 @@ def export_package(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("package %s written (%s) in %.1f s", out_dir, ", ".join(entries), time.monotonic() - start)
+    log.info("package %s written (%s) in %.1f s", out_dir, ", ".join(checkpoints), time.monotonic() - start)
     return out_dir

@@ -7,7 +7,7 @@ point at carries the marker comment `# <-`, so the expected line is visible in t
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from daemon.curve import write_keypair
 
@@ -110,7 +110,8 @@ def _stream(lines: List[str]) -> Dict[str, str]:
 def _curve(ctx: ConfigContext, secret_file: Path) -> Dict[str, str]:
     clients = ctx.folder / "clients"
     clients.mkdir(exist_ok=True)
-    return {"publish_extra": "  curve:\n    secret_key_file: %s  %s\n    clients_dir: %s\n" % (secret_file, MARKER, clients)}
+    text = "  curve:\n    secret_key_file: %s  %s\n    clients_dir: %s\n" % (secret_file, MARKER, clients)
+    return {"publish_extra": text}
 
 
 def _unreadable_key(ctx: ConfigContext) -> Dict[str, str]:
@@ -167,11 +168,13 @@ CASES: List[BadConfig] = [
               lambda c: _stream(["  - name: zero", "    url: %s" % c.clip,
                                  "    caption: {enabled: true, every_s: 0}  " + MARKER])),
     BadConfig("backoff_max_below_initial", "streams[3].backoff_max_s",
-              lambda c: _stream(["  - name: cam", "    url: rtsp://cam.example/s", "    backoff_max_s: 0.01  " + MARKER])),
+              lambda c: _stream(["  - name: cam", "    url: rtsp://cam.example/s",
+                                 "    backoff_max_s: 0.01  " + MARKER])),
     BadConfig("unreadable_secret_key", "publish.curve.secret_key_file", _unreadable_key),
     BadConfig("secret_key_readable_by_others", "publish.curve.secret_key_file", _shared_key),
     BadConfig("unset_variable", "streams[3].url",
-              lambda c: _stream(["  - name: cam", "    url: rtsp://viewer:${%s}@cam.example/s  %s" % (UNSET_VAR, MARKER)])),
+              lambda c: _stream(["  - name: cam",
+                                 "    url: rtsp://viewer:${%s}@cam.example/s  %s" % (UNSET_VAR, MARKER)])),
     BadConfig("password_in_url_no_host", "streams[3].url",
               lambda c: _stream(["  - name: cam", "    url: rtsps://admin:%s@/stream1  %s" % (SECRET, MARKER)])),
     BadConfig("password_in_url_loop", "streams[3].loop",
@@ -185,7 +188,3 @@ CASES: List[BadConfig] = [
 
 def case_ids() -> List[str]:
     return [case.name for case in CASES]
-
-
-def find(name: str) -> Optional[BadConfig]:
-    return next((case for case in CASES if case.name == name), None)

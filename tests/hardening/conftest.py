@@ -37,7 +37,8 @@ def huge_png(path: Path, width: int, height: int) -> Path:
     body.append(packer.compress(bytes((width + 1) * (height % 500))))
     body.append(packer.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body))
+                     + chunk(b"IEND", b""))
     return path
 
 

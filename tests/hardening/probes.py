@@ -1,6 +1,7 @@
 """What the hardening tests read from a running daemon: /proc counts, event windows, raw ZMTP peers."""
 import collections
 import contextlib
+import datetime
 import os
 import random
 import socket
@@ -43,19 +44,14 @@ def of(events: Iterable[Event], kind: str, stream: Optional[str] = None, **field
             and all(e.get(k) == v for k, v in fields.items())]
 
 
-def after(events: List[Event], index: int) -> List[Event]:
-    return events[index:]
-
-
 def iso_to_epoch(text: str) -> float:
     """'2024-05-01T12:00:01.250Z' -> epoch seconds."""
-    import datetime
-
     moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()
 
 
-def counts_between(events: Iterable[Event], kind: str, streams: Iterable[str], start: float, end: float) -> Dict[str, int]:
+def counts_between(events: Iterable[Event], kind: str, streams: Iterable[str], start: float,
+                   end: float) -> Dict[str, int]:
     """Per stream, events of `kind` whose capture `time` lies in [start, end) (epoch seconds)."""
     out = {name: 0 for name in streams}
     for e in events:

@@ -62,6 +62,8 @@ def online_after(events: List[Dict[str, Any]], index: int, stream: str) -> bool:
 
 def test_faults_stay_in_their_own_stream(tiny_package: Path, long_clip: Path, bad_media: Dict[str, Path],
                                          rtsp_factory, tmp_path: Path) -> None:
+    """Five healthy streams (two cameras, three files) keep 4 captions a second while ten dead
+    streams are added and two cameras fail; the failed cameras come back."""
     killed = rtsp_factory({"cam": "h264"})
     silent = rtsp_factory({"cam": "h264"})
     healthy = rtsp_factory({"live1": "h264", "live2": "h264"})

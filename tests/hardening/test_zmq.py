@@ -43,7 +43,8 @@ def flood_config(package: Path, endpoint: str, clip: Path, secret: str, clients:
 
     return {
         "model": {"package": str(package), "threads": 1},
-        "publish": {"bind": endpoint, "stats_every_s": 0.5, "curve": {"secret_key_file": secret, "clients_dir": str(clients)}},
+        "publish": {"bind": endpoint, "stats_every_s": 0.5,
+                    "curve": {"secret_key_file": secret, "clients_dir": str(clients)}},
         "metrics": {"port": 0},
         "defaults": {"sample_every_s": 0.001, "scene_change": 0, "update_every_s": 0.001},
         "streams": [{"name": name, "url": str(clip), "loop": True, "caption": {"enabled": False}, "prompts": prompts()}

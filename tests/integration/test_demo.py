@@ -1,7 +1,6 @@
 """The demo package on the demo clip, served over a real RTSP server: the events must tell the
 clip's scripted story (samples/demo.timeline.json). This is the newcomer's first run, checked."""
 import json
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
