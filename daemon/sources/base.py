@@ -123,6 +123,9 @@ class Source(abc.ABC):
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
+        self._grabbed = 0
+        self._pts_s = 0.0
+        self._fps: Optional[float] = None
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -141,20 +144,43 @@ class Source(abc.ABC):
         """Why the last grab() returned False: SourceEnded at a file's end, else a SourceError."""
 
     @property
-    @abc.abstractmethod
     def pts_s(self) -> float:
         """Presentation time of the last grabbed frame, seconds of stream time (0 at open)."""
+        return self._pts_s
 
     @property
-    @abc.abstractmethod
     def fps(self) -> Optional[float]:
         """Nominal frame rate, None when the container does not say."""
+        return self._fps
 
     @property
     def frames_grabbed(self) -> int:
         """Frames grabbed since open()."""
-        return 0
+        return self._grabbed
 
     @abc.abstractmethod
     def close(self) -> None:
         """Release the decoder; safe to call twice and after a failed open()."""
+
+
+EARLY_END_RATIO = 0.9
+"""A file that stops before this share of the frames its header announces is reported as damaged."""
+
+
+def ffmpeg_end_reason(spec: SourceSpec, grabbed: int, frame_count: int, blocked_s: float,
+                      detail: str = "") -> SourceError:
+    """Why an FFmpeg-based decoder's grab() failed (OpenCV and PyAV word it the same way):
+    files end (SourceEnded, early when short of the header's count or `detail` says why),
+    live streams time out or are lost (SourceError)."""
+    name, where = spec.name, spec.display_url
+    why = " (%s)" % spec.clean(detail) if detail else ""
+    if not spec.is_live or is_file_url(spec.url):
+        if grabbed == 0:
+            return SourceError("stream %s: no decodable frame in %s%s" % (name, where, why))
+        if detail or (frame_count and grabbed < EARLY_END_RATIO * frame_count):
+            of = " of %d" % frame_count if frame_count else ""
+            return SourceEnded("stream %s: %s ended early at frame %d%s%s (damaged file?)" % (name, where, grabbed, of, why))
+        return SourceEnded("stream %s: end of %s after %d frames" % (name, where, grabbed))
+    if blocked_s >= 0.8 * spec.read_timeout_s:
+        return SourceError("stream %s: no frame from %s for %.1f s (read timeout)" % (name, where, blocked_s))
+    return SourceError("stream %s: %s lost after %d frames%s" % (name, where, grabbed, why))

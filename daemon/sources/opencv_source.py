@@ -21,7 +21,7 @@ from typing import List, Optional
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.sources.base import Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr
+from daemon.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
 
 CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 os.environ.setdefault(CAPTURE_OPTIONS_ENV, "rtsp_transport;tcp")
@@ -31,8 +31,6 @@ import cv2  # noqa: E402  (after the environment default above)
 NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
 """Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
 
-EARLY_END_RATIO = 0.9
-"""A file that stops before this share of its announced frames is reported as cut short."""
 
 
 def _nominal_fps(value: float) -> Optional[float]:
@@ -45,10 +43,7 @@ class OpenCVSource(Source):
     def __init__(self, spec: SourceSpec) -> None:
         super().__init__(spec)
         self._cap = None  # type: Optional[cv2.VideoCapture]
-        self._fps: Optional[float] = None
         self._frame_count = 0
-        self._grabbed = 0
-        self._pts_s = 0.0
         self._last_grab_blocked_s = 0.0
         self._opened_at = 0.0
 
@@ -122,30 +117,7 @@ class OpenCVSource(Source):
         return to_bgr(image) if ok else None
 
     def end_reason(self) -> SourceError:
-        name, where = self.spec.name, self.spec.display_url
-        if not self.spec.is_live or is_file_url(self.spec.url):
-            if self._grabbed == 0:
-                return SourceError("stream %s: no decodable frame in %s" % (name, where))
-            if self._frame_count and self._grabbed < EARLY_END_RATIO * self._frame_count:
-                return SourceEnded("stream %s: %s ended early at frame %d of %d (damaged file?)"
-                                   % (name, where, self._grabbed, self._frame_count))
-            return SourceEnded("stream %s: end of %s after %d frames" % (name, where, self._grabbed))
-        if self._last_grab_blocked_s >= 0.8 * self.spec.read_timeout_s:
-            return SourceError("stream %s: no frame from %s for %.1f s (read timeout)"
-                               % (name, where, self._last_grab_blocked_s))
-        return SourceError("stream %s: %s lost after %d frames" % (name, where, self._grabbed))
-
-    @property
-    def pts_s(self) -> float:
-        return self._pts_s
-
-    @property
-    def fps(self) -> Optional[float]:
-        return self._fps
-
-    @property
-    def frames_grabbed(self) -> int:
-        return self._grabbed
+        return ffmpeg_end_reason(self.spec, self._grabbed, self._frame_count, self._last_grab_blocked_s)
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

@@ -16,12 +16,11 @@ import av.error
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.sources.base import Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr
+from daemon.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
 
 NOT_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf"}
 """Codecs FFmpeg uses to render text files as "video": not a camera."""
 
-EARLY_END_RATIO = 0.9
 
 
 class PyAVSource(Source):
@@ -32,10 +31,7 @@ class PyAVSource(Source):
         self._container: Any = None
         self._frames: Optional[Iterator[Any]] = None
         self._frame: Any = None
-        self._fps: Optional[float] = None
         self._frame_count = 0
-        self._grabbed = 0
-        self._pts_s = 0.0
         self._base_pts: Optional[float] = None
         self._error: Optional[str] = None
         self._last_grab_blocked_s = 0.0
@@ -111,29 +107,7 @@ class PyAVSource(Source):
         return to_bgr(self._frame.to_ndarray(format="bgr24"))
 
     def end_reason(self) -> SourceError:
-        name, where = self.spec.name, self.spec.display_url
-        why = " (%s)" % self.spec.clean(self._error) if self._error else ""
-        if not self.spec.is_live or is_file_url(self.spec.url):
-            if self._grabbed == 0:
-                return SourceError("stream %s: no decodable frame in %s%s" % (name, where, why))
-            if self._error or (self._frame_count and self._grabbed < EARLY_END_RATIO * self._frame_count):
-                return SourceEnded("stream %s: %s ended early at frame %d%s (damaged file?)" % (name, where, self._grabbed, why))
-            return SourceEnded("stream %s: end of %s after %d frames" % (name, where, self._grabbed))
-        if self._last_grab_blocked_s >= 0.8 * self.spec.read_timeout_s:
-            return SourceError("stream %s: no frame from %s for %.1f s (read timeout)" % (name, where, self._last_grab_blocked_s))
-        return SourceError("stream %s: %s lost after %d frames%s" % (name, where, self._grabbed, why))
-
-    @property
-    def pts_s(self) -> float:
-        return self._pts_s
-
-    @property
-    def fps(self) -> Optional[float]:
-        return self._fps
-
-    @property
-    def frames_grabbed(self) -> int:
-        return self._grabbed
+        return ffmpeg_end_reason(self.spec, self._grabbed, self._frame_count, self._last_grab_blocked_s, self._error or "")
 
     def close(self) -> None:
         container, self._container = self._container, None

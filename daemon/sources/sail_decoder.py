@@ -195,18 +195,6 @@ class SailSource(Source):
             return SourceError("stream %s: no decodable frame in %s (sail code %d)" % (name, where, self._code))
         return SourceError("stream %s: %s read failed after %d frames (sail code %d)" % (name, where, self._grabbed, self._code))
 
-    @property
-    def pts_s(self) -> float:
-        return self._pts_s
-
-    @property
-    def fps(self) -> Optional[float]:
-        return self._fps
-
-    @property
-    def frames_grabbed(self) -> int:
-        return self._grabbed
-
     def close(self) -> None:
         decoder, self._decoder = self._decoder, None
         self._image = None
