@@ -6,12 +6,17 @@ real time still yields one frame per `every_s` of video) and the monotonic clock
 (camera timestamps jump on reconnect and drift).
 
 `changed()` is asked for the frames that were due, right after `due()`: a 64x36 grayscale thumbnail
-is compared with the last frame the gate let through; a mean absolute difference below
-`scene_change` (0..1 of full scale) means nothing happened and the frame is not inferred, unless
-nothing was let through for `max_skip_s`. One Sampler per stream, used by its reader thread only.
+is compared with the last frame that was actually *inferred* (a worker reports it with
+`inferred(key)`); a mean absolute difference below `scene_change` (0..1 of full scale) means
+nothing happened and the frame is not inferred, unless nothing was inferred for `max_skip_s`.
+Comparing with the last frame let through instead would lose a change whose frame was then dropped
+(too old, replaced): the scene would look unchanged until `max_skip_s`. One Sampler per stream:
+its reader thread calls everything but `inferred`, which workers call.
 """
+import collections
+import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Deque, Hashable, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -21,6 +26,9 @@ THUMB_SIZE = (64, 36)
 
 PTS_EPSILON_S = 1e-3
 """Slack for pts rounding (a frame at 0.99999 s is the 1 s sample)."""
+
+PENDING = 16
+"""Thumbnails of let-through frames kept until a worker reports one inferred (bounded memory)."""
 
 
 class Sampler:
@@ -37,14 +45,21 @@ class Sampler:
         self._next_due: Optional[float] = None
         self._last_t: Optional[float] = None
         self._now: float = 0.0
+        self._lock = threading.Lock()
         self._thumb: Optional[np.ndarray] = None
         self._thumb_t = 0.0
+        self._pending: Deque[Tuple[Hashable, np.ndarray, float]] = collections.deque(maxlen=PENDING)
 
     def reset(self) -> None:
         """Forget the schedule and the last image (after a reopen: the next frame is due and kept)."""
         self._next_due = None
         self._last_t = None
-        self._thumb = None
+        self._forget_image()
+
+    def _forget_image(self) -> None:
+        with self._lock:
+            self._thumb = None
+            self._pending.clear()
 
     def due(self, pts_s: float, now_mono: Optional[float] = None, is_live: bool = False) -> bool:
         """True for one frame every `every_s` of stream time (files) or wall time (live)."""
@@ -52,7 +67,7 @@ class Sampler:
         if self._last_t is not None and t < self._last_t - PTS_EPSILON_S:
             # Time went backwards: a file looped or a stream restarted its clock.
             self._next_due = None
-            self._thumb = None
+            self._forget_image()
         self._last_t = t
         self._now = t
         if self._next_due is not None and t < self._next_due - PTS_EPSILON_S:
@@ -62,20 +77,32 @@ class Sampler:
         self._next_due = grid + self.every_s if t - grid < self.every_s else t + self.every_s
         return True
 
-    def changed(self, image: np.ndarray) -> bool:
-        """False when `image` looks like the last frame let through (and it was let through recently)."""
+    def changed(self, image: np.ndarray, key: Hashable = None) -> bool:
+        """False when `image` looks like the last inferred frame (and that was inferred recently).
+        `key` names the frame (its index) for a later `inferred(key)`."""
         if self.scene_change <= 0:
             return True
         thumb = _thumbnail(image)
         now = self._now
-        if self._thumb is not None and self._thumb.shape == thumb.shape:
-            diff = float(np.mean(np.abs(thumb - self._thumb))) / 255.0
-            overdue = self.max_skip_s is not None and now - self._thumb_t >= self.max_skip_s
+        with self._lock:
+            reference, reference_t = self._thumb, self._thumb_t
+        if reference is not None and reference.shape == thumb.shape:
+            diff = float(np.mean(np.abs(thumb - reference))) / 255.0
+            overdue = self.max_skip_s is not None and now - reference_t >= self.max_skip_s
             if diff < self.scene_change and not overdue:
                 return False
-        self._thumb = thumb
-        self._thumb_t = now
+        with self._lock:
+            self._pending.append((key, thumb, now))
         return True
+
+    def inferred(self, key: Hashable) -> None:
+        """A worker inferred the frame let through as `key`: it becomes the gate's reference."""
+        with self._lock:
+            while self._pending:
+                pending_key, thumb, t = self._pending.popleft()
+                if pending_key == key:
+                    self._thumb, self._thumb_t = thumb, t
+                    return
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ class StreamState:
             ],
         )
         self.last_frame = None  # type: Optional[object]
+        self.sampler = None  # type: Optional[object]  # daemon.sampler.Sampler: told which frames were inferred
         self.snapshot = None  # type: Optional[bytes]
         self.snapshot_frame = None  # type: Optional[object]
         self.next_caption = float("-inf")

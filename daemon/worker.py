@@ -145,6 +145,8 @@ class Worker:
                 )
             return False
         self._observe(names, time.monotonic() - start)
+        if state.sampler is not None:
+            state.sampler.inferred(frame.index)  # type: ignore[attr-defined]  # the scene gate's new reference
         if due.caption and result.caption is not None:
             state.next_caption = frame.mono_time + state.config.caption.every_s
             self._emit.caption(state, frame, result.caption)

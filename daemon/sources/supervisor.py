@@ -280,7 +280,7 @@ class StreamSupervisor:
             self._log.debug("stream %s: frame %d could not be converted", self.name, index)
             return
         self._counters.add("sampled")
-        if not self._sampler.changed(image):
+        if not self._sampler.changed(image, index):
             self._counters.drop("unchanged")
             return
         image.setflags(write=False)

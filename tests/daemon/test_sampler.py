@@ -58,9 +58,14 @@ def decode_every(path: Path, every_s: float) -> List[Tuple[float, np.ndarray]]:
 
 
 def gate(frames: List[Tuple[float, np.ndarray]], **kw: float) -> List[float]:
-    """pts of the frames the scene gate lets through."""
+    """pts of the frames the scene gate lets through, each inferred at once (as by an idle worker)."""
     sampler = Sampler(every_s=0.0, **kw)
-    return [pts for pts, image in frames if sampler.due(pts, is_live=False) and sampler.changed(image)]
+    kept = []
+    for index, (pts, image) in enumerate(frames):
+        if sampler.due(pts, is_live=False) and sampler.changed(image, index):
+            sampler.inferred(index)
+            kept.append(pts)
+    return kept
 
 
 def test_scene_gate_drops_a_static_scene_and_keeps_a_moving_one(clips: Dict[str, Path]) -> None:
@@ -78,14 +83,16 @@ def test_max_skip_lets_an_unchanged_frame_through(clips: Dict[str, Path]) -> Non
     assert gate(static, scene_change=0.02, max_skip_s=1.0) == [0.0, 1.0, 2.0, 3.0]
 
 
-def test_scene_gate_compares_with_the_last_frame_let_through() -> None:
+def test_scene_gate_catches_a_slow_drift() -> None:
     """A slow drift is caught once it adds up, even if each step is below the threshold."""
     sampler = Sampler(every_s=0.0, scene_change=0.05)
     kept = []
     for step in range(10):
         image = np.full((36, 64, 3), 100 + 4 * step, np.uint8)  # 4/255 = 0.016 per step
         sampler.due(float(step), is_live=False)
-        kept.append(sampler.changed(image))
+        kept.append(sampler.changed(image, step))
+        if kept[-1]:
+            sampler.inferred(step)
     assert [i for i, k in enumerate(kept) if k] == [0, 4, 8]
 
 
@@ -101,3 +108,27 @@ def test_reset_forgets_schedule_and_image() -> None:
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         Sampler(every_s=-1.0)
+
+
+def test_gate_compares_with_the_last_inferred_frame_not_the_last_let_through() -> None:
+    """A changed frame that is let through but never inferred (dropped as too old) must not become
+    the reference: the next identical frame still counts as changed."""
+    import numpy as np
+
+    from daemon.sampler import Sampler
+
+    sampler = Sampler(every_s=0, scene_change=0.05, max_skip_s=100)
+    dark = np.zeros((36, 64, 3), np.uint8)
+    bright = np.full((36, 64, 3), 200, np.uint8)
+    sampler.due(0.0)
+    assert sampler.changed(dark, 0)
+    sampler.inferred(0)
+    sampler.due(1.0)
+    assert not sampler.changed(dark, 1), "same as the inferred frame"
+    sampler.due(2.0)
+    assert sampler.changed(bright, 2)  # let through, then dropped before inference
+    sampler.due(3.0)
+    assert sampler.changed(bright, 3), "still different from what was last inferred"
+    sampler.inferred(3)
+    sampler.due(4.0)
+    assert not sampler.changed(bright, 4)
