@@ -57,10 +57,8 @@ def _umask() -> int:
 
 
 def _check_arguments(out_dir: Path, folders: Dict[str, Optional[PathLike]], layout: str) -> Dict[str, Path]:
-    if layout == LAYOUT_SEED:
-        raise ExportError("export layout 'seed' is not supported yet; use layout 'split'")
     if layout != LAYOUT_SPLIT:
-        raise ExportError("export layout %r is unknown; use 'split'" % (layout,))
+        raise ExportError("export layout %r is unknown; use 'split' or 'seed'" % (layout,))
     given = {task: Path(folder) for task, folder in folders.items() if folder is not None}
     if not given:
         raise ExportError("export %s: give at least one checkpoint (caption, match or answer)" % out_dir)
@@ -107,6 +105,10 @@ def export_package(
     """
     from blip.export.checkpoint import check_folder, load_checkpoint
 
+    if layout == LAYOUT_SEED:  # the sophon-demo graph names and static shapes, for TPU-MLIR
+        from blip.export.seed import export_seed_package
+
+        return export_seed_package(out_dir, caption, match, answer, name=name, verify=verify, command=command)
     out_dir = Path(out_dir)
     given = _check_arguments(out_dir, {"caption": caption, "match": match, "answer": answer}, layout)
     for task, folder in given.items():

@@ -16,7 +16,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer", metavar="DIR", help="BlipForQuestionAnswering checkpoint folder")
     parser.add_argument("--out", metavar="DIR", required=True, help="package folder to create (absent or empty)")
     parser.add_argument("--name", help="package name shown in events (default: the folder name)")
-    parser.add_argument("--layout", default="split", choices=["split", "seed"], help="graph layout (split for now)")
+    parser.add_argument("--layout", default="split", choices=["split", "seed"], help="split (ours, KV-cached decoders) or seed (the sophon-demo graphs, for TPU-MLIR)")
     parser.add_argument(
         "--no-verify", dest="verify", action="store_false", help="skip checking each graph against PyTorch"
     )
