@@ -5,7 +5,7 @@ import numpy as np
 
 from blip.decoding import greedy_decode
 from blip.match import static_text_length
-from blip.task import AnswerApi, SplitTask
+from blip.task import AnswerApi, SplitTask, batches, static_batch
 
 
 class Answerer(AnswerApi, SplitTask):
@@ -29,20 +29,22 @@ class Answerer(AnswerApi, SplitTask):
         self.max_text_length = int(s.get("max_text_length", 35))
         self._generation_ids()
         self._pad_to = static_text_length(self._question)
+        self._batch = static_batch(self._question)
 
     def answer_ids_from_embeds(self, image_embeds: np.ndarray, questions: Mapping[str, str]) -> Dict[str, List[int]]:
-        """Generated answer ids (bos excluded, eos included when it came) per question id."""
-        if not questions:
-            return {}
-        keys = list(questions)
-        ids, mask = self.tokenizer.encode_batch([questions[k] for k in keys], self.max_text_length, self._pad_to)
-        feeds = {"input_ids": ids, "attention_mask": mask, "image_embeds": image_embeds}
-        states = self._question.run(feeds)["question_states"]
-        cross_kv = self._init.run({"encoder_states": states})["cross_kv"]
-        rows = greedy_decode(
-            self._step, cross_kv, mask, [self.bos_id], self.max_length, self.min_length, self.eos_id, self.pad_id
-        )
-        return dict(zip(keys, rows))
+        """Generated answer ids (bos excluded, eos included when it came) per question id: all
+        questions in one batch (or in groups of the batch a static graph fixes)."""
+        out: Dict[str, List[int]] = {}
+        for keys, texts in batches(questions, self._batch):
+            ids, mask = self.tokenizer.encode_batch(texts, self.max_text_length, self._pad_to)
+            feeds = {"input_ids": ids, "attention_mask": mask, "image_embeds": image_embeds}
+            states = self._question.run(feeds)["question_states"]
+            cross_kv = self._init.run({"encoder_states": states})["cross_kv"]
+            rows = greedy_decode(
+                self._step, cross_kv, mask, [self.bos_id], self.max_length, self.min_length, self.eos_id, self.pad_id
+            )
+            out.update(zip(keys, rows))
+        return out
 
     def text(self, ids: List[int]) -> str:
         """The answer text of generated ids."""

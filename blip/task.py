@@ -1,7 +1,7 @@
 """What the three split-layout tasks share: opening their graphs, the tokenizer, the merged
 settings, and the vision step (a BGR frame -> image_embeds) that `Engine.infer` shares across
 tasks with the same vision graph."""
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -9,6 +9,27 @@ from blip.package import ModelPackage, merged_settings, open_task
 from blip.preprocess import preprocess
 from blip.runtime.base import GraphLoader, Runtime
 from blip.tokenizer import Tokenizer
+
+
+def static_batch(graph: Any) -> Optional[int]:
+    """The batch size a graph fixes for `input_ids` [B,T] (static TPU bmodels), or None when dynamic."""
+    spec = graph.inputs.get("input_ids")
+    if spec is None or not spec.shape or spec.shape[0] is None:
+        return None
+    return int(spec.shape[0])
+
+
+def batches(texts: Mapping[str, str], size: Optional[int]) -> Iterator[Tuple[List[str], List[str]]]:
+    """(ids, texts) in groups a graph with a fixed batch `size` takes; the last group is padded by
+    repeating its last text (the caller keeps only the first len(ids) results). None: one group."""
+    keys = list(texts)
+    step = size or max(1, len(keys))
+    for start in range(0, len(keys), step):
+        group = keys[start:start + step]
+        values = [texts[k] for k in group]
+        if size:
+            values += [values[-1]] * (size - len(values))
+        yield group, values
 
 
 class SplitTask:

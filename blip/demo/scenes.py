@@ -218,19 +218,24 @@ def true_description(scene: Scene, rng: random.Random) -> List[Item]:
 
 def perturb(scene: Scene, items: Sequence[Item], rng: random.Random) -> Optional[List[Item]]:
     """`items` with one attribute of one item changed (colour, kind or position) so that the
-    description becomes false; None when no such change exists."""
-    options = []
+    description becomes false; None when no such change exists. The attribute is drawn first, each
+    equally likely, so kinds (3 alternatives) are changed as often as colours (4)."""
+    by_attribute: Dict[str, List[Tuple[int, Item]]] = {"color": [], "kind": [], "slot": []}
     for i, (color, kind, slot) in enumerate(items):
-        options += [(i, (c, kind, slot)) for c in COLORS if c != color]
-        options += [(i, (color, k, slot)) for k in SHAPES if k != kind]
+        by_attribute["color"] += [(i, (c, kind, slot)) for c in COLORS if c != color]
+        by_attribute["kind"] += [(i, (color, k, slot)) for k in SHAPES if k != kind]
         if slot is not None:
-            options += [(i, (color, kind, s)) for s in SLOTS if s != slot]
-    rng.shuffle(options)
-    for i, new in options:
-        candidate = list(items)
-        candidate[i] = new
-        if not scene.matches(candidate):
-            return candidate
+            by_attribute["slot"] += [(i, (color, kind, s)) for s in SLOTS if s != slot]
+    attributes = [a for a, options in by_attribute.items() if options]
+    rng.shuffle(attributes)
+    for attribute in attributes:
+        options = by_attribute[attribute]
+        rng.shuffle(options)
+        for i, new in options:
+            candidate = list(items)
+            candidate[i] = new
+            if not scene.matches(candidate):
+                return candidate
     return None
 
 
