@@ -57,11 +57,11 @@ def test_refuses_a_checkpoint_of_another_task(tmp_path, tiny_checkpoints):
     assert str(tiny_checkpoints["match"]) in str(err.value)
 
 
-def test_refuses_layout_seed_and_no_checkpoint(tmp_path, tiny_checkpoints):
+def test_refuses_an_unknown_layout_and_no_checkpoint(tmp_path, tiny_checkpoints):
     from blip.export.api import export_package
 
-    with pytest.raises(ExportError, match="layout 'seed' is not supported"):
-        export_package(tmp_path / "out", caption=tiny_checkpoints["caption"], layout="seed")
+    with pytest.raises(ExportError, match="layout 'fused' is unknown"):
+        export_package(tmp_path / "out", caption=tiny_checkpoints["caption"], layout="fused")
     with pytest.raises(ExportError, match="at least one checkpoint"):
         export_package(tmp_path / "out")
 
