@@ -49,6 +49,7 @@ class Sampler:
         self._thumb: Optional[np.ndarray] = None
         self._thumb_t = 0.0
         self._pending: Deque[Tuple[Hashable, np.ndarray, float]] = collections.deque(maxlen=PENDING)
+        self._hold_open = False
 
     def reset(self) -> None:
         """Forget the schedule and the last image (after a reopen: the next frame is due and kept)."""
@@ -85,8 +86,8 @@ class Sampler:
         thumb = _thumbnail(image)
         now = self._now
         with self._lock:
-            reference, reference_t = self._thumb, self._thumb_t
-        if reference is not None and reference.shape == thumb.shape:
+            reference, reference_t, hold_open = self._thumb, self._thumb_t, self._hold_open
+        if reference is not None and reference.shape == thumb.shape and not hold_open:
             diff = float(np.mean(np.abs(thumb - reference))) / 255.0
             overdue = self.max_skip_s is not None and now - reference_t >= self.max_skip_s
             if diff < self.scene_change and not overdue:
@@ -94,6 +95,12 @@ class Sampler:
         with self._lock:
             self._pending.append((key, thumb, now))
         return True
+
+    def hold_open(self, flag: bool) -> None:
+        """While set, the gate lets every due frame through (a worker sets it while a prompt's
+        phase is still settling: see daemon.tracking.PromptTracker.settling)."""
+        with self._lock:
+            self._hold_open = flag
 
     def inferred(self, key: Hashable) -> None:
         """A worker inferred the frame let through as `key`: it becomes the gate's reference."""

@@ -12,6 +12,9 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
+SETTLE_EPSILON = 0.02
+"""A smoothed score within this of the raw score has converged (see PromptTracker.settling)."""
+
 
 @dataclass(frozen=True)
 class MatchPhase:
@@ -67,6 +70,17 @@ class PromptTracker:
     @property
     def active(self) -> bool:
         return self._started is not None
+
+    @property
+    def settling(self) -> bool:
+        """True while the next samples may change the phase although the scene looks the same:
+        the smoothed score still lags the raw one, or a start waits for its dwell time. The scene
+        gate lets frames through meanwhile, so a match starts dwell_s after it appears, not at
+        the next max_skip_s."""
+        if self._score is None:
+            return False
+        lagging = abs(self._raw - self._score) > SETTLE_EPSILON
+        return lagging or (self._above_since is not None and self._started is None)
 
     def update(self, raw_score: float, t: float) -> Optional[MatchPhase]:
         """Feed one sample; a phase when one is due, else None. Non-finite scores are ignored."""
@@ -130,6 +144,10 @@ class StreamTrackers:
             if phase is not None:
                 out.append(phase)
         return out
+
+    def settling(self) -> bool:
+        """Any prompt whose phase may still change on an unchanged scene."""
+        return any(tr.settling for tr in self._trackers.values())
 
     def end_all(self, t: float) -> List[MatchPhase]:
         """`end` for every active prompt, e.g. when the stream is removed or ends."""

@@ -152,6 +152,8 @@ class Worker:
             self._emit.caption(state, frame, result.caption)
         if due.prompts:
             self._emit.matches(state, frame, result.scores)
+            if state.sampler is not None:
+                state.sampler.hold_open(state.trackers.settling())  # type: ignore[attr-defined]
         if due.questions:
             every = {q.id: q.every_s for q in state.config.questions}
             for qid in result.answers:

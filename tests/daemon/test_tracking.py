@@ -98,3 +98,21 @@ def test_end_all_ends_only_active_prompts():
 def test_bad_settings_name_the_prompt(kwargs):
     with pytest.raises(ValueError, match="prompt gate_person"):
         PromptTracker("gate_person", "x", **kwargs)
+
+
+def test_settling_while_the_score_lags_or_the_dwell_runs() -> None:
+    """The scene gate keeps frames coming while `settling`: a lagging smoothed score or a start
+    waiting for its dwell; once the phase is decided and the score converged, it is not."""
+    from daemon.tracking import PromptTracker
+
+    tracker = PromptTracker("p", "a red circle", enter=0.6, exit=0.3, dwell_s=1.0, smoothing=0.5)
+    assert not tracker.settling
+    tracker.update(0.0, 0.0)
+    assert not tracker.settling
+    tracker.update(0.9, 1.0)  # smoothed 0.45: lags the raw score
+    assert tracker.settling
+    tracker.update(0.9, 2.0)  # 0.675 >= enter: dwell starts
+    assert tracker.settling
+    phases = [tracker.update(0.9, t) for t in (3.0, 4.0, 5.0, 6.0, 7.0)]
+    assert [p.phase for p in phases if p is not None][:1] == ["start"]
+    assert tracker.active and not tracker.settling
