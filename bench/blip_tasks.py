@@ -220,7 +220,7 @@ def bench_answer(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: 
     return result
 
 
-def bench_vision_attention(folder: Path, work: Path, reps: int) -> Dict[str, Any]:
+def bench_vision_attention(folder: Path, work: Path, reps: int, threads: int) -> Dict[str, Any]:
     """Export the caption ViT twice (HF's attention, our SDPA form) and time both in ONNX Runtime."""
     import torch
     import transformers
@@ -235,7 +235,7 @@ def bench_vision_attention(folder: Path, work: Path, reps: int) -> Dict[str, Any
     for name, sdpa in (("eager", False), ("sdpa", True)):
         path = work / ("vision-%s.onnx" % name)
         export_graph(VisionEncoder(model.vision_model, sdpa=sdpa).eval(), "vision", {"pixel_values": pixels}, path)
-        sessions[name] = ort_session(path)
+        sessions[name] = ort_session(path, threads=threads or None)
     del model
     feeds = {"pixel_values": pixels.numpy()}
     return measure({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}, reps)
@@ -282,9 +282,10 @@ def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[str, Any], reps: int) -> None:
-    print("machine: %d cores, %s; python %s, torch %s (%d threads), transformers %s, onnxruntime %s" % (
+    print("machine: %d cores, %s; python %s, torch %s (%d threads), transformers %s, onnxruntime %s (%s threads)" % (
         info["cores"], info["cpu"], info["python"], info["torch"], info["torch_threads"],
-        info["transformers"], info["onnxruntime"]))
+        info["transformers"], info["onnxruntime"], info["onnxruntime_threads"]))
+    print("load average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     print("%-44s %10s %10s %10s   (%d reps)" % ("what", "median ms", "min ms", "max ms", reps))
     rows = [
         ("caption, transformers generate (%d tokens)" % CAPTION_TOKENS, results["caption"]["transformers"]),
@@ -321,12 +322,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per measurement (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 repetitions, no vision attention comparison")
     parser.add_argument(
+        "--threads", type=int, default=0,
+        help="intra-op threads for both torch and ONNX Runtime (default 0: each library's default, one per core)",
+    )
+    parser.add_argument(
         "--keep", metavar="DIR", help="build checkpoints and package in DIR and keep them (reused when there)"
     )
     return parser.parse_args(argv)
 
 
-def run_all(work: Path, reps: int, quick: bool) -> Dict[str, Any]:
+def run_all(work: Path, reps: int, quick: bool, threads: int) -> Dict[str, Any]:
     from blip.export.api import export_package
     from blip.package import ModelPackage
     from blip.runtime import create_runtime
@@ -341,14 +346,14 @@ def run_all(work: Path, reps: int, quick: bool) -> Dict[str, Any]:
         export_package(work / "package", name="blip-base-random", command="bench/blip_tasks.py", **folders)
         export_s = time.monotonic() - start
     pkg = ModelPackage.load(str(work / "package"))
-    runtime = create_runtime("onnxruntime", device=None)
+    runtime = create_runtime("onnxruntime", device=None, threads=threads or None)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     results: Dict[str, Any] = {"export_s": export_s}
     results["caption"] = bench_caption(pkg, runtime, folders["caption"], frame, reps)
     results["match"] = bench_match(pkg, runtime, folders["match"], frame, reps)
     results["answer"] = bench_answer(pkg, runtime, folders["answer"], frame, reps)
     if not quick:
-        results["vision"] = bench_vision_attention(folders["caption"], work, reps)
+        results["vision"] = bench_vision_attention(folders["caption"], work, reps, threads)
     return results
 
 
@@ -362,11 +367,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="blip-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        results = run_all(work, reps, args.quick)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        results = run_all(work, reps, args.quick, args.threads)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    info = machine()
+    info = dict(machine(), onnxruntime_threads=args.threads or "default")
     figures = ratios(results)
     print_report(info, results, figures, reps)
     timings = {
@@ -376,7 +385,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     doc = dict(figures, targets={k: "%s %s" % t for k, t in TARGETS.items()}, reps=reps, machine=info,
                timings=timings, export_s=results["export_s"],
                match_max_score_diff=results["match"]["max_score_diff"],
-               caption_tokens=CAPTION_TOKENS, answer_tokens=ANSWER_TOKENS)
+               caption_tokens=CAPTION_TOKENS, answer_tokens=ANSWER_TOKENS, load_average=list(os.getloadavg()))
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -14,9 +14,9 @@ from blip.graphs import SPLIT_ROLES
 log = logging.getLogger(__name__)
 
 # transformers' BLIP ViT refuses attn_implementation="sdpa" (ValueError), so the SDPA form is our
-# own module over the same weights. Its ONNX graph was not faster in ONNX Runtime 1.32 on BLIP-base
-# @384 (bench/blip_tasks.py `vision_sdpa_over_eager`: 1.75 and 0.95 in two runs on a busy 2-core
-# box, min times always a little slower), so the vision graph is HF's own forward unless asked.
+# own module over the same weights. Its ONNX graph was never faster in ONNX Runtime 1.32 on
+# BLIP-base @384 (bench/blip_tasks.py `vision_sdpa_over_eager` 1.00-1.75 over four runs, 1.04 with
+# one thread), so the vision graph is HF's own forward unless asked otherwise.
 VISION_SDPA = False
 
 

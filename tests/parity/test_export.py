@@ -4,6 +4,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from blip.errors import ExportError
 
 pytestmark = pytest.mark.parity
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fake_checkpoint(folder, config):
@@ -86,6 +88,7 @@ def test_module_refuses_a_cli_run_with_one_error_line(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=str(REPO),
     )
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
