@@ -18,17 +18,15 @@ and match the "embeds" are the preprocessed pixel values, because their graphs t
 """
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
 from blip.errors import PackageError
 from blip.graphs import LAYOUT_SEED
-from blip.package import ModelPackage, merged_settings, open_task
 from blip.preprocess import preprocess
-from blip.runtime.base import Graph, GraphLoader, Runtime
-from blip.task import AnswerApi, CaptionApi, MatchApi
-from blip.tokenizer import Tokenizer
+from blip.runtime.base import Graph
+from blip.task import AnswerApi, CaptionApi, MatchApi, TaskBase
 
 log = logging.getLogger(__name__)
 
@@ -91,24 +89,13 @@ def cut_at_eos(ids: Sequence[int], eos_id: int) -> List[int]:
     return out
 
 
-class _SeedTask:
+class _SeedTask(TaskBase):
     """Loads and checks a seed task's graphs; the three task classes below build on it."""
 
-    task = ""
+    layouts = (LAYOUT_SEED,)
 
-    def __init__(
-        self,
-        package: ModelPackage,
-        runtime: Runtime,
-        loader: Optional[GraphLoader] = None,
-        settings_override: Optional[Mapping[str, Any]] = None,
-        tokenizer: Optional[Tokenizer] = None,
-    ) -> None:
-        self.spec, self._graphs = open_task(package, runtime, self.task, loader, layouts=(LAYOUT_SEED,))
-        self._out = {role: check_seed_graph(package.name, self.task, role, g) for role, g in self._graphs.items()}
-        self._pp = package.preprocess
-        self.tokenizer = tokenizer or package.tokenizer()
-        self.settings = merged_settings(self.spec, settings_override)
+    def _prepare(self) -> None:
+        self._out = {role: check_seed_graph(self.spec.package, self.task, role, g) for role, g in self._graphs.items()}
         self.eos_id = int(self.settings.get("eos_token_id", self.tokenizer.sep_id))
 
     def _image_size(self, role: str) -> int:

@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from blip.graphs import LAYOUT_SPLIT
 from blip.package import ModelPackage, merged_settings, open_task
 from blip.preprocess import preprocess
 from blip.runtime.base import GraphLoader, Runtime
@@ -32,10 +33,13 @@ def batches(texts: Mapping[str, str], size: Optional[int]) -> Iterator[Tuple[Lis
         yield group, values
 
 
-class SplitTask:
-    """Base of Captioner, Matcher and Answerer. Not thread-safe: one per worker thread."""
+class TaskBase:
+    """What every task class of every layout does first: open and verify its graphs, take the
+    preprocessing, the tokenizer and the merged settings. Not thread-safe: one per worker thread.
+    `_prepare` is the layout's hook, `_configure` the task's."""
 
     task = ""
+    layouts: Tuple[str, ...] = (LAYOUT_SPLIT,)
 
     def __init__(
         self,
@@ -45,17 +49,27 @@ class SplitTask:
         settings_override: Optional[Mapping[str, Any]] = None,
         tokenizer: Optional[Tokenizer] = None,
     ) -> None:
-        self.spec, self._graphs = open_task(package, runtime, self.task, loader)
+        self.spec, self._graphs = open_task(package, runtime, self.task, loader, layouts=self.layouts)
         self._pp = package.preprocess
-        # tasks with equal keys compute the same image_embeds for a frame (Engine.infer shares it)
-        self.embed_key: Tuple[Any, ...] = ("vision", self.spec.graphs["vision"].sha256, self.spec.image_size)
-        self._vision = self._graphs["vision"]
         self.tokenizer = tokenizer or package.tokenizer()
         self.settings = merged_settings(self.spec, settings_override)
+        self._prepare()
         self._configure()
+
+    def _prepare(self) -> None:
+        """The layout's common set-up (after graphs, tokenizer and settings exist)."""
 
     def _configure(self) -> None:
         """Subclasses pick their graphs and settings here."""
+
+
+class SplitTask(TaskBase):
+    """Base of Captioner, Matcher and Answerer (layout split)."""
+
+    def _prepare(self) -> None:
+        # tasks with equal keys compute the same image_embeds for a frame (Engine.infer shares it)
+        self.embed_key: Tuple[Any, ...] = ("vision", self.spec.graphs["vision"].sha256, self.spec.image_size)
+        self._vision = self._graphs["vision"]
 
     def _generation_ids(self) -> None:
         """bos / eos / pad ids of a decoding task: the checkpoint's settings, else the tokenizer's."""
