@@ -61,11 +61,4 @@ class Emitter:
     def end_matches(self, state: StreamState, frame: Optional[Frame], wall_time: float) -> None:
         """End every active match of a stream that stops or ends (the last frame, if any, gives the time)."""
         for phase in state.trackers.end_all(wall_time):
-            if frame is not None:
-                event = MatchEvent.from_phase(frame, phase)
-            else:
-                event = MatchEvent.now(state.name, **{
-                    name: getattr(phase, name)
-                    for name in ("prompt", "text", "phase", "score", "raw_score", "peak", "started", "duration_s")
-                })
-            self._publisher.publish(event)
+            self._publisher.publish(MatchEvent.from_phase(frame, phase, stream=state.name))

@@ -180,10 +180,14 @@ class MatchEvent(Event):
     duration_s: float = _doc("seconds since started")
 
     @classmethod
-    def from_phase(cls, frame: Any, phase: Any) -> "MatchEvent":
-        """Event of `frame` for a daemon.tracking.MatchPhase."""
+    def from_phase(cls, frame: Any, phase: Any, stream: Optional[str] = None) -> "MatchEvent":
+        """Event of `frame` for a daemon.tracking.MatchPhase; with no frame (a stream that
+        stopped before any), an event of `stream` at the current time."""
         names = ("prompt", "text", "phase", "score", "raw_score", "peak", "started", "duration_s")
-        return cls.at_frame(frame, **{name: getattr(phase, name) for name in names})
+        values = {name: getattr(phase, name) for name in names}
+        if frame is None:
+            return cls.now(stream or "", **values)
+        return cls.at_frame(frame, **values)
 
 
 @dataclass(frozen=True)
