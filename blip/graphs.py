@@ -16,12 +16,17 @@ text          input_ids i64 [P,T], attention_mask i64 [P,T],
 question      input_ids i64 [Q,T], attention_mask i64 [Q,T],
               image_embeds f32 [1,N,D]                                -> question_states f32 [Q,T,D]
 decoder_init  encoder_states f32 [B,S,D]                              -> cross_kv f32 [Lyr,2,B,H,S,dh]
-decoder_step  input_ids i64 [B,1], position i64 [1],
-              self_kv f32 [Lyr,2,B,H,L,dh], cross_kv f32 [Lyr,2,B,H,S,dh],
-              cross_mask f32 [B,S] (1 attend, 0 ignore)               -> logits f32 [B,V],
+decoder_step  input_ids i64 [B,T], position i64 [1],
+              self_kv f32 [Lyr,2,B,H,L,dh], cross_mask f32 [B,S] (1 attend, 0 ignore),
+              cross_key_<i>, cross_value_<i> f32 [B,H,S,dh] for i < Lyr -> logits f32 [B,V],
                                                                          self_kv_out f32 [Lyr,2,B,H,L,dh]
-              The token at `position` p writes its keys/values into cache slot p and attends to
-              slots 0..p; slots after p are ignored. The caller feeds `self_kv_out` back.
+              The T tokens take positions p..p+T-1 (p = `position`): token t writes its keys/values
+              into cache slot p+t and attends to slots 0..p+t; later slots are ignored. `logits` are
+              the last token's. The caller feeds `self_kv_out` back. T is dynamic in the ONNX graphs
+              (the prompt goes in one call) and 1 in static TPU variants (one call per token).
+              The cross K/V are one input per layer and kind, not one [Lyr,2,...] tensor: the caller
+              passes views of decoder_init's output, where a stacked input made every step copy the
+              whole cross cache (42 MB for BLIP-base) to split it inside the graph.
 
 Caption: B=1, encoder_states = image_embeds, cross_mask all ones, prefix "[DEC] a picture of".
 Answer: B=Q, encoder_states = question_states, cross_mask = the questions' attention_mask,
@@ -30,7 +35,7 @@ prefix "[DEC]". (transformers' generate uses an all-ones mask; with unpadded que
 Layout ``seed``: the sophon-demo bmodels as published; see reference/seed-blip.md and
 `blip/runtime/sail.py`.
 """
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 LAYOUT_SPLIT = "split"
 LAYOUT_SEED = "seed"
@@ -49,7 +54,21 @@ SPLIT_IO: Dict[str, Tuple[Dict[str, int], Dict[str, int]]] = {
     "question": ({"input_ids": 2, "attention_mask": 2, "image_embeds": 3}, {"question_states": 3}),
     "decoder_init": ({"encoder_states": 3}, {"cross_kv": 6}),
     "decoder_step": (
-        {"input_ids": 2, "position": 1, "self_kv": 6, "cross_kv": 6, "cross_mask": 2},
+        {"input_ids": 2, "position": 1, "self_kv": 6, "cross_mask": 2},  # + cross_key_<i>/cross_value_<i>
         {"logits": 2, "self_kv_out": 6},
     ),
 }
+CROSS_RANK = 4
+
+
+def cross_names(layers: int) -> List[str]:
+    """decoder_step's per-layer cross-attention inputs, in graph input order."""
+    return ["cross_%s_%d" % (kind, i) for i in range(layers) for kind in ("key", "value")]
+
+
+def split_io(role: str, layers: int = 0) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """(inputs, outputs) name -> rank of one role, with decoder_step's cross inputs for `layers`."""
+    inputs, outputs = SPLIT_IO[role]
+    if role == "decoder_step":
+        inputs = dict(inputs, **{name: CROSS_RANK for name in cross_names(layers)})
+    return inputs, outputs

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, NoReturn, Optional, Tuple
 import yaml
 
 from blip.errors import PackageError
-from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, SPLIT_IO, SPLIT_ROLES, TASKS
+from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, SPLIT_IO, SPLIT_ROLES, TASKS, split_io
 from blip.runtime.base import Graph, GraphLoader, Runtime
 
 if TYPE_CHECKING:
@@ -232,8 +232,8 @@ def verify_graph_io(spec: TaskSpec, role: str, graph: Graph) -> None:
     """Check that `graph` has the tensor names and ranks `role` needs (blip.graphs.SPLIT_IO)."""
     if role not in SPLIT_IO:
         raise PackageError("package %s: task %s: unknown graph role %r" % (spec.package, spec.name, role))
-    want_in, want_out = SPLIT_IO[role]
     label = spec.graphs[role].path if role in spec.graphs else getattr(graph, "path", role)
+    want_in, want_out = split_io(role, _decoder_layers(graph) if role == "decoder_step" else 0)
     for kind, want, have in (("input", want_in, graph.inputs), ("output", want_out, graph.outputs)):
         for tensor, rank in want.items():
             spec_t = have.get(tensor)
@@ -247,6 +247,14 @@ def verify_graph_io(spec: TaskSpec, role: str, graph: Graph) -> None:
                     "package %s: %s (task %s, role %s): %s tensor %r has rank %d, the role needs %d"
                     % (spec.package, label, spec.name, role, kind, tensor, len(spec_t.shape), rank)
                 )
+
+
+def _decoder_layers(graph: Graph) -> int:
+    """Lyr of a decoder_step graph (self_kv's first dim), which names its cross inputs; 0 if unknown
+    (the missing or wrong self_kv is then reported by the name and rank check)."""
+    self_kv = graph.inputs.get("self_kv")
+    layers = self_kv.shape[0] if self_kv is not None and self_kv.shape else None
+    return layers if isinstance(layers, int) else 0
 
 
 def open_task(

@@ -145,10 +145,12 @@ class DecoderInit(nn.Module):
 
 
 class DecoderStep(nn.Module):
-    """decoder_step: one token per row with a fixed-slot self-attention cache, LM head -> logits.
+    """decoder_step: T tokens per row through a fixed-slot self-attention cache, LM head -> logits.
 
-    The token at `position` p writes its K/V into slot p (a select, not a scatter: static-shape
-    friendly) and attends to slots 0..p; later slots are masked whatever they hold.
+    Token t of the call sits at position p+t (p = `position`): it writes its K/V into slot p+t (a
+    one-hot matmul and a select, not a scatter: static-shape friendly and exact) and attends to
+    slots 0..p+t; later slots are masked whatever they hold. The cross K/V come one tensor per
+    layer and kind (`cross`: key_0, value_0, key_1, ...), as blip/graphs.py says why.
     """
 
     def __init__(self, decoder: Any) -> None:
@@ -157,28 +159,35 @@ class DecoderStep(nn.Module):
         self.layers = decoder.bert.encoder.layer
         self.head = decoder.cls
 
-    def forward(self, input_ids, position, self_kv, cross_kv, cross_mask):
+    @staticmethod
+    def per_layer(cross_kv: torch.Tensor) -> List[torch.Tensor]:
+        """decoder_init's [Lyr,2,B,H,S,dh] as forward's `cross` arguments."""
+        return [cross_kv[i, j] for i in range(cross_kv.shape[0]) for j in range(2)]
+
+    def forward(self, input_ids, position, self_kv, cross_mask, *cross):
         emb = self.embeddings
-        h = emb.word_embeddings(input_ids) + emb.position_embeddings(position)[None]
+        steps = torch.arange(input_ids.shape[1], dtype=torch.int64)
+        positions = position + steps  # [T]
+        h = emb.word_embeddings(input_ids) + emb.position_embeddings(positions)[None]
         h = emb.LayerNorm(h)
         slots = torch.arange(self_kv.shape[4], dtype=torch.int64)
-        write = (slots == position)[:, None]  # [L,1]
-        visible = torch.where(slots <= position, torch.zeros((), dtype=torch.float32), torch.full((), NEG))
+        put = (slots[:, None] == positions[None, :]).to(torch.float32)  # [L,T] one-hot
+        written = (put.sum(dim=1) > 0)[:, None]  # [L,1]
+        visible = torch.where(slots[None, :] <= positions[:, None], torch.zeros((), dtype=torch.float32),
+                              torch.full((), NEG))  # [T,L]
         cross_bias = padding_bias(cross_mask)
-        # [Lyr,2,...] -> [Lyr*2,...] and one index per tensor: ONNX Runtime turns the 2*Lyr Gathers
-        # into a single Split (one copy of the caches); cross_kv[i, 0] made two nested Splits, two
-        # copies of the 20 MB BLIP-base cross cache per step (~15 % of a step).
-        self_flat, cross_flat = self_kv.flatten(0, 1), cross_kv.flatten(0, 1)
+        # [Lyr,2,...] -> [Lyr*2,...] and one index per tensor: ONNX Runtime makes one Split of it
+        self_flat = self_kv.flatten(0, 1)
         new_kv: List[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             attn = layer.attention.self
             heads = attn.num_attention_heads
             q, k, v = (split_heads(m(h), heads) for m in (attn.query, attn.key, attn.value))
-            k_all = torch.where(write, k, self_flat[2 * i])
-            v_all = torch.where(write, v, self_flat[2 * i + 1])
+            k_all = torch.where(written, torch.matmul(put, k), self_flat[2 * i])
+            v_all = torch.where(written, torch.matmul(put, v), self_flat[2 * i + 1])
             new_kv.append(torch.stack((k_all, v_all)))
             h = layer.attention.output(attend(q, k_all, v_all, visible), h)
-            h = cross_attention(layer, h, cross_flat[2 * i], cross_flat[2 * i + 1], cross_bias)
+            h = cross_attention(layer, h, cross[2 * i], cross[2 * i + 1], cross_bias)
             h = feed_forward(layer, h)
-        logits = self.head(h)[:, 0, :]
+        logits = self.head(h[:, -1:, :])[:, 0, :]
         return logits, torch.stack(new_kv)

@@ -4,13 +4,13 @@ import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 import torch
 
 from blip.errors import ExportError
-from blip.graphs import SPLIT_IO
+from blip.graphs import SPLIT_IO, cross_names, split_io
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,28 @@ DYNAMIC_AXES: Dict[str, Dict[str, Dict[int, str]]] = {
         "question_states": {0: "Q", 1: "T"},
     },
     "decoder_init": {"encoder_states": {0: "B", 1: "S"}, "cross_kv": {2: "B", 4: "S"}},
-    "decoder_step": {
-        "input_ids": {0: "B"},
+    "decoder_step": {  # + every cross_key_<i> / cross_value_<i>: {0: "B", 2: "S"}
+        "input_ids": {0: "B", 1: "new_tokens"},
         "self_kv": {2: "B", 4: "L"},
-        "cross_kv": {2: "B", 4: "S"},
         "cross_mask": {0: "B", 1: "S"},
         "logits": {0: "B"},
         "self_kv_out": {2: "B", 4: "L"},
     },
 }
+
+
+def input_names(role: str, feeds: Mapping[str, torch.Tensor]) -> List[str]:
+    """The role's graph inputs in order; decoder_step's cross inputs sized by the feeds' self_kv."""
+    layers = int(feeds["self_kv"].shape[0]) if role == "decoder_step" else 0
+    return list(split_io(role, layers)[0])
+
+
+def dynamic_axes(role: str, names: List[str]) -> Dict[str, Dict[int, str]]:
+    axes = dict(DYNAMIC_AXES[role])
+    if role == "decoder_step":
+        cross = set(cross_names(len([n for n in names if n.startswith("cross_key_")])))
+        axes.update({name: {0: "B", 2: "S"} for name in names if name in cross})
+    return axes
 
 
 def _as_numpy(feeds: Mapping[str, torch.Tensor]) -> Dict[str, np.ndarray]:
@@ -45,28 +58,27 @@ def _as_numpy(feeds: Mapping[str, torch.Tensor]) -> Dict[str, np.ndarray]:
 
 def run_torch(module: torch.nn.Module, role: str, feeds: Mapping[str, torch.Tensor]) -> Dict[str, np.ndarray]:
     """The module's outputs on `feeds`, named as the role's outputs."""
-    input_names = list(SPLIT_IO[role][0])
     with torch.no_grad():
-        out = module(*[feeds[name] for name in input_names])
+        out = module(*[feeds[name] for name in input_names(role, feeds)])
     outputs = out if isinstance(out, tuple) else (out,)
     return {name: t.detach().cpu().numpy() for name, t in zip(SPLIT_IO[role][1], outputs)}
 
 
 def export_graph(module: torch.nn.Module, role: str, feeds: Mapping[str, torch.Tensor], path: Path) -> None:
     """torch.onnx.export with the role's tensor names and dynamic axes (TorchScript exporter, opset 17)."""
-    input_names = list(SPLIT_IO[role][0])
+    names = input_names(role, feeds)
     output_names = list(SPLIT_IO[role][1])
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = tuple(feeds[name] for name in input_names)
+    args = tuple(feeds[name] for name in names)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python values are expected and checked below
         torch.onnx.export(
             module,
             args,
             str(path),
-            input_names=input_names,
+            input_names=names,
             output_names=output_names,
-            dynamic_axes=DYNAMIC_AXES[role],
+            dynamic_axes=dynamic_axes(role, names),
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,

@@ -62,7 +62,8 @@ def check_question(
 
 
 def check_decoder(init: modules.DecoderInit, step: modules.DecoderStep, model: Any, dims: Dims, folder: Any) -> float:
-    """Step-by-step logits through the fixed-slot cache == HF decoder logits over the whole sequence.
+    """Logits through the fixed-slot cache (a 3-token prompt in one call, then one token per call)
+    == HF decoder logits over the whole sequence, from the prompt's last token on.
 
     Row 1 has padded encoder states. transformers' BLIP text attention drops the encoder mask on its
     way to the cross-attention (BlipTextAttention never passes it on), so HF attends to padding; the
@@ -72,7 +73,7 @@ def check_decoder(init: modules.DecoderInit, step: modules.DecoderStep, model: A
     states = decoder_init_feeds(dims, 2, 6, 23)["encoder_states"]
     mask = torch.ones(2, 6, dtype=torch.int64)
     mask[1, 4:] = 0
-    length = 5
+    length, prompt = 5, 3
     ids = torch.randint(1, dims.vocab, (2, length), generator=torch.Generator().manual_seed(24))
     with torch.no_grad():
         theirs = torch.cat([
@@ -83,10 +84,11 @@ def check_decoder(init: modules.DecoderInit, step: modules.DecoderStep, model: A
             ).logits
             for row in range(2)
         ])
-        cross_kv = init(states)
+        cross = step.per_layer(init(states))
         self_kv = torch.zeros(dims.layers, 2, 2, dims.heads, length, dims.head_dim)
-        ours = []
-        for pos in range(length):
-            logits, self_kv = step(ids[:, pos:pos + 1], torch.tensor([pos]), self_kv, cross_kv, mask.float())
+        logits, self_kv = step(ids[:, :prompt], torch.tensor([0]), self_kv, mask.float(), *cross)
+        ours = [logits]
+        for pos in range(prompt, length):
+            logits, self_kv = step(ids[:, pos:pos + 1], torch.tensor([pos]), self_kv, mask.float(), *cross)
             ours.append(logits)
-        return _compare("decoder logits", torch.stack(ours, dim=1), theirs, folder)
+        return _compare("decoder logits", torch.stack(ours, dim=1), theirs[:, prompt - 1:], folder)

@@ -3,6 +3,8 @@ from typing import Any, Dict, Tuple
 
 import torch
 
+from blip.graphs import cross_names
+
 Feeds = Dict[str, torch.Tensor]
 
 
@@ -50,18 +52,22 @@ def decoder_init_feeds(dims: Dims, rows: int, length: int, seed: int) -> Feeds:
     return {"encoder_states": torch.randn(rows, length, dims.encoder_hidden, generator=gen)}
 
 
-def decoder_step_feeds(dims: Dims, rows: int, slots: int, position: int, length: int, seed: int) -> Feeds:
-    """One step with a random cache; padded encoder rows after the first."""
+def decoder_step_feeds(dims: Dims, rows: int, slots: int, position: int, tokens: int, length: int,
+                       seed: int) -> Feeds:
+    """One call of `tokens` tokens from `position` on, with a random cache; padded encoder rows
+    after the first; the cross K/V one tensor per layer and kind, as the graph takes them."""
     gen = torch.Generator().manual_seed(seed)
-    ids, mask = _ids(gen, dims, rows, length)
+    ids, mask = _ids(gen, dims, rows, max(length, tokens))
     kv = (dims.layers, 2, rows, dims.heads)
-    return {
-        "input_ids": ids[:, :1].clone(),
+    cross = torch.randn(*kv, length, dims.head_dim, generator=gen)
+    feeds = {
+        "input_ids": ids[:, :tokens].clone(),
         "position": torch.tensor([position], dtype=torch.int64),
         "self_kv": torch.randn(*kv, slots, dims.head_dim, generator=gen),
-        "cross_kv": torch.randn(*kv, length, dims.head_dim, generator=gen),
-        "cross_mask": mask.to(torch.float32),
+        "cross_mask": mask[:, :length].to(torch.float32),
     }
+    feeds.update(zip(cross_names(dims.layers), (cross[i, j] for i in range(dims.layers) for j in range(2))))
+    return feeds
 
 
 def role_feeds(role: str, dims: Dims, image_embeds: torch.Tensor) -> Tuple[Feeds, Feeds]:
@@ -73,5 +79,6 @@ def role_feeds(role: str, dims: Dims, image_embeds: torch.Tensor) -> Tuple[Feeds
     if role == "decoder_init":
         return decoder_init_feeds(dims, 2, 6, 4), decoder_init_feeds(dims, 3, dims.image_tokens, 5)
     if role == "decoder_step":
-        return decoder_step_feeds(dims, 2, 4, 1, 6, 6), decoder_step_feeds(dims, 3, 9, 5, 11, 7)
+        # traced with 2 tokens, checked with 3 at another position: T, B, L and S all vary
+        return decoder_step_feeds(dims, 2, 4, 1, 2, 6, 6), decoder_step_feeds(dims, 3, 9, 5, 3, 11, 7)
     raise ValueError("unknown role %r" % role)

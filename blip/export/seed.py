@@ -72,18 +72,18 @@ def _greedy_class() -> Any:
             self.layers = len(decoder.bert.encoder.layer)
 
         def forward(self, encoder_states: Any) -> Any:
-            cross_kv = self.init(encoder_states)
+            cross = self.step.per_layer(self.init(encoder_states))
             mask = torch.ones(1, encoder_states.shape[1], dtype=torch.float32)  # all ones, as the seed
             self_kv = torch.zeros(self.layers, 2, 1, self.heads, self.max_length, self.head_dim)
             for pos, token in enumerate(self.prefix[:-1]):
                 ids = torch.tensor([[token]], dtype=torch.int64)
-                _, self_kv = self.step(ids, torch.tensor([pos], dtype=torch.int64), self_kv, cross_kv, mask)
+                _, self_kv = self.step(ids, torch.tensor([pos], dtype=torch.int64), self_kv, mask, *cross)
             current = torch.tensor([[self.prefix[-1]]], dtype=torch.int64)
             finished = torch.zeros(1, 1, dtype=torch.bool)
             pieces = [torch.tensor([self.prefix], dtype=torch.int64)]
             for cur_len in range(len(self.prefix), self.max_length):
                 position = torch.tensor([cur_len - 1], dtype=torch.int64)
-                logits, self_kv = self.step(current, position, self_kv, cross_kv, mask)
+                logits, self_kv = self.step(current, position, self_kv, mask, *cross)
                 if cur_len < self.min_length:
                     banned = torch.zeros(logits.shape[-1], dtype=torch.bool)
                     banned[self.eos] = True
@@ -309,10 +309,11 @@ def static_sizes(task: str, spec: Mapping[str, Any], image_tokens: int, prompts:
     settings = spec.get("settings") or {}
     text = int(settings.get("max_text_length", TEXT_LENGTH))
     if task == "caption":
-        return {"B": 1, "S": image_tokens, "L": int(settings.get("max_length", CAPTION_LENGTHS[0]))}
+        return {"B": 1, "S": image_tokens, "new_tokens": 1, "L": int(settings.get("max_length", CAPTION_LENGTHS[0]))}
     if task == "match":
         return {"P": prompts, "T": text}
-    return {"Q": questions, "T": text, "B": questions, "S": text, "L": int(settings.get("max_length", ANSWER_LENGTHS[0]))}
+    return {"Q": questions, "T": text, "B": questions, "S": text, "new_tokens": 1,
+            "L": int(settings.get("max_length", ANSWER_LENGTHS[0]))}
 
 
 def static_split_package(src: PathLike, out_dir: PathLike, prompts: int = 1, questions: int = 1) -> Path:

@@ -13,29 +13,34 @@ V, EOS, PAD, BOS = 12, 2, 0, 11
 
 class FakeStep(Graph):
     """Writes each token id into its cache slot, then scores the next token with `policy(history)`,
-    where history is read back from the cache: a wrong slot or a cache not fed back shows up."""
+    where history is read back from the cache: a wrong slot or a cache not fed back shows up.
+    `width` 1 takes one token per call (static TPU variants); None takes any number (ONNX graphs)."""
 
-    def __init__(self, policy: Callable[[int, List[int]], np.ndarray], slots=None):
+    def __init__(self, policy: Callable[[int, List[int]], np.ndarray], slots=None, width=1):
         self.path = "fake_step"
         self.policy = policy
         kv = (1, 2, None, 1, slots, 1)
         self.inputs = {
-            "input_ids": TensorSpec("input_ids", (None, 1), "int64"),
+            "input_ids": TensorSpec("input_ids", (None, width), "int64"),
             "position": TensorSpec("position", (1,), "int64"),
             "self_kv": TensorSpec("self_kv", kv, "float32"),
-            "cross_kv": TensorSpec("cross_kv", kv, "float32"),
             "cross_mask": TensorSpec("cross_mask", (None, None), "float32"),
+            "cross_key_0": TensorSpec("cross_key_0", (None, 1, None, 1), "float32"),
+            "cross_value_0": TensorSpec("cross_value_0", (None, 1, None, 1), "float32"),
         }
         self.outputs = {"logits": TensorSpec("logits", (None, V), "float32"), "self_kv_out": self.inputs["self_kv"]}
-        self.calls = []  # (position, tokens fed)
+        self.calls = []  # (position, tokens fed: per row for width 1, else per row a list)
+        self.feeds = []
 
     def run(self, feeds):
         p = int(feeds["position"][0])
-        tokens = feeds["input_ids"][:, 0].tolist()
-        self.calls.append((p, tokens))
+        ids = feeds["input_ids"]
+        self.calls.append((p, ids[:, 0].tolist() if ids.shape[1] == 1 else ids.tolist()))
+        self.feeds.append(dict(feeds))
         kv = feeds["self_kv"].copy()
-        kv[0, 0, :, 0, p, 0] = tokens
-        logits = np.stack([self.policy(b, [int(t) for t in kv[0, 0, b, 0, : p + 1, 0]]) for b in range(len(tokens))])
+        kv[0, 0, :, 0, p:p + ids.shape[1], 0] = ids
+        last = p + ids.shape[1] - 1
+        logits = np.stack([self.policy(b, [int(t) for t in kv[0, 0, b, 0, : last + 1, 0]]) for b in range(len(ids))])
         return {"logits": logits.astype(np.float32), "self_kv_out": kv}
 
 
@@ -103,3 +108,23 @@ def test_cache_slots_come_from_max_length_or_the_graph():
     assert seen[0] == (1, 2, 1, 1, 6, 1)
     with pytest.raises(BackendError, match="self_kv has 3 cache slots, max_length 6 needs 5"):
         greedy_decode(FakeStep(lambda b, h: prefer(4), slots=3), _cross(1), np.ones((1, 3)), [BOS], 6, 0, EOS, PAD)
+
+
+def test_a_graph_taking_many_tokens_gets_the_prefix_in_one_call():
+    policy = lambda b, hist: prefer(3 + len(hist) % 5, EOS)  # noqa: E731
+    one_by_one, at_once = FakeStep(policy), FakeStep(policy, width=None)
+    want = greedy_decode(one_by_one, _cross(2), np.ones((2, 3)), [BOS, 9, 10], 7, 0, EOS, PAD)
+    got = greedy_decode(at_once, _cross(2), np.ones((2, 3)), [BOS, 9, 10], 7, 0, EOS, PAD)
+    assert got == want == [[6, 7, 3, 4]] * 2
+    assert at_once.calls[0] == (0, [[BOS, 9, 10]] * 2)
+    assert [p for p, _ in at_once.calls] == [0, 3, 4, 5]
+    assert len(one_by_one.calls) == len(at_once.calls) + 2
+
+
+def test_cross_inputs_are_views_of_the_decoder_init_output():
+    cross = np.arange(2 * 2 * 1 * 1 * 3 * 1, dtype=np.float32).reshape(2, 2, 1, 1, 3, 1)
+    step = FakeStep(lambda b, hist: prefer(4))
+    greedy_decode(step, cross, np.ones((1, 3)), [BOS], 3, 0, EOS, PAD)
+    for feeds in step.feeds:
+        assert np.shares_memory(feeds["cross_key_1"], cross) and np.shares_memory(feeds["cross_value_0"], cross)
+        np.testing.assert_array_equal(feeds["cross_value_1"], cross[1, 1])

@@ -19,8 +19,8 @@ def test_ort_graph_describes_tensors_and_casts_feeds(tmp_path, weights, runtime)
         "input_ids": np.array([[7]], np.int32),  # int32 on purpose
         "position": [0],
         "self_kv": kv,
-        "cross_kv": kv[:, :, :, :, :3],
         "cross_mask": np.ones((1, 3), np.int64),
+        **{"cross_%s_%d" % (kind, i): kv[i, 0, :, :, :3] for i in range(weights.layers) for kind in ("key", "value")},
     })
     assert out["logits"].shape == (1, weights.vocab) and out["logits"].dtype == np.float32
     np.testing.assert_allclose(out["logits"][0], weights.e[7] @ weights.wo, rtol=1e-5)

@@ -7,7 +7,7 @@ Toy model (D = H*dh):
   question      states = (E3[ids] + mean_n image_embeds) * mask
   decoder_init  cross_kv[l,k] = (encoder_states @ Wc) split into heads, same for every l, k
   decoder_step  slot p <- E[token]; h = sum_{j<=p} (j+1) * slot_j;
-                c = sum_s mask_s * cross_s; logits = (h + c) @ Wo
+                c = sum_s mask_s * cross_key_0[s]; logits = (h + c) @ Wo
 The (j+1) weights make the result depend on which slot each token went to.
 """
 import hashlib
@@ -128,7 +128,8 @@ def init_graph(w: Weights, path: str) -> str:
 
 
 def step_graph(w: Weights, path: str, slots: Optional[int] = None) -> str:
-    """decoder_step; `slots` fixes L statically (None: dynamic)."""
+    """decoder_step taking one token per call (T = 1, as static TPU variants); `slots` fixes L
+    statically (None: dynamic). Only layer 0's cross keys are used."""
     n = helper.make_node
     nodes = [
         n("Gather", ["e", "input_ids"], ["emb"]),                       # [B,1,D]
@@ -154,10 +155,8 @@ def step_graph(w: Weights, path: str, slots: Optional[int] = None) -> str:
         n("Gather", ["kv_l0", "zero"], ["k0"], axis=0),                 # [B,H,L,dh]
         n("Mul", ["k0", "w4"], ["kw"]),
         n("ReduceSum", ["kw", "ax2"], ["h"], keepdims=0),               # [B,H,dh]
-        n("Gather", ["cross_kv", "zero"], ["c_l0"], axis=0),
-        n("Gather", ["c_l0", "zero"], ["c0"], axis=0),                  # [B,H,S,dh]
         n("Unsqueeze", ["cross_mask", "ax13"], ["m4"]),                 # [B,1,S,1]
-        n("Mul", ["c0", "m4"], ["cm"]),
+        n("Mul", ["cross_key_0", "m4"], ["cm"]),                        # cross_key_0: [B,H,S,dh]
         n("ReduceSum", ["cm", "ax2"], ["c"], keepdims=0),
         n("Add", ["h", "c"], ["hc"]),
         n("Reshape", ["hc", "bd"], ["hidden"]),
@@ -174,8 +173,9 @@ def step_graph(w: Weights, path: str, slots: Optional[int] = None) -> str:
     kv = lambda name, s: helper.make_tensor_value_info(name, F, [w.layers, 2, "B", w.heads, s, w.head_dim])  # noqa
     inputs = [helper.make_tensor_value_info("input_ids", I64, ["B", 1]),
               helper.make_tensor_value_info("position", I64, [1]),
-              kv("self_kv", L), kv("cross_kv", "S"),
-              helper.make_tensor_value_info("cross_mask", F, ["B", "S"])]
+              kv("self_kv", L), helper.make_tensor_value_info("cross_mask", F, ["B", "S"])]
+    inputs += [helper.make_tensor_value_info("cross_%s_%d" % (kind, i), F, ["B", w.heads, "S", w.head_dim])
+               for i in range(w.layers) for kind in ("key", "value")]
     outputs = [helper.make_tensor_value_info("logits", F, ["B", w.vocab]), kv("self_kv_out", L)]
     return _model(nodes, inputs, outputs, inits, path)
 
