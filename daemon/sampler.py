@@ -9,9 +9,14 @@ real time still yields one frame per `every_s` of video) and the monotonic clock
 is compared with the last frame that was actually *inferred* (a worker reports it with
 `inferred(key)`); a mean absolute difference below `scene_change` (0..1 of full scale) means
 nothing happened and the frame is not inferred, unless nothing was inferred for `max_skip_s`.
-Comparing with the last frame let through instead would lose a change whose frame was then dropped
-(too old, replaced): the scene would look unchanged until `max_skip_s`. One Sampler per stream:
-its reader thread calls everything but `inferred`, which workers call.
+Comparing only with the last frame let through would lose a change whose frame was then dropped
+(too old, replaced): the scene would look unchanged until `max_skip_s`. Comparing only with the
+last inferred one lets a static scene through twice when its second sample comes while the first is
+still queued or in inference. So a frame also counts as unchanged when it looks like the newest
+frame let through that is still on its way: younger than `pending_s` (the stream's
+max_frame_age_s: older ones were inferred or dropped by then) and not `discarded` by a worker.
+One Sampler per stream: its reader thread calls everything but `inferred` and `discarded`, which
+workers call.
 """
 import collections
 import threading
@@ -35,12 +40,13 @@ class Sampler:
     """Per-stream sampling decisions. `every_s=0` keeps every frame; `scene_change=0` disables the gate."""
 
     def __init__(self, every_s: float, scene_change: float = 0.0, max_skip_s: Optional[float] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 pending_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         if every_s < 0 or scene_change < 0 or (max_skip_s is not None and max_skip_s < 0):
             raise ValueError("sampler settings must not be negative")
         self.every_s = every_s
         self.scene_change = scene_change
         self.max_skip_s = max_skip_s
+        self.pending_s = pending_s
         self._clock = clock
         self._next_due: Optional[float] = None
         self._last_t: Optional[float] = None
@@ -48,7 +54,8 @@ class Sampler:
         self._lock = threading.Lock()
         self._thumb: Optional[np.ndarray] = None
         self._thumb_t = 0.0
-        self._pending: Deque[Tuple[Hashable, np.ndarray, float]] = collections.deque(maxlen=PENDING)
+        # (key, thumbnail, stream time, monotonic time let through) of frames not yet reported inferred
+        self._pending: Deque[Tuple[Hashable, np.ndarray, float, float]] = collections.deque(maxlen=PENDING)
         self._hold_open = False
 
     def reset(self) -> None:
@@ -79,22 +86,30 @@ class Sampler:
         return True
 
     def changed(self, image: np.ndarray, key: Hashable = None) -> bool:
-        """False when `image` looks like the last inferred frame (and that was inferred recently).
-        `key` names the frame (its index) for a later `inferred(key)`."""
+        """False when `image` looks like the last inferred frame (and that was inferred recently) or
+        like the frame let through just before, still on its way to a worker. `key` names the frame
+        (its index) for a later `inferred(key)` or `discarded(key)`."""
         if self.scene_change <= 0:
             return True
         thumb = _thumbnail(image)
-        now = self._now
+        now, mono = self._now, self._clock()
         with self._lock:
             reference, reference_t, hold_open = self._thumb, self._thumb_t, self._hold_open
-        if reference is not None and reference.shape == thumb.shape and not hold_open:
-            diff = float(np.mean(np.abs(thumb - reference))) / 255.0
+            newest = self._pending[-1] if self._pending else None
+        if not hold_open:
+            if newest is not None and mono - newest[3] < self.pending_s and self._same(thumb, newest[1]):
+                return False
             overdue = self.max_skip_s is not None and now - reference_t >= self.max_skip_s
-            if diff < self.scene_change and not overdue:
+            if reference is not None and not overdue and self._same(thumb, reference):
                 return False
         with self._lock:
-            self._pending.append((key, thumb, now))
+            self._pending.append((key, thumb, now, mono))
         return True
+
+    def _same(self, thumb: np.ndarray, reference: np.ndarray) -> bool:
+        if reference.shape != thumb.shape:
+            return False
+        return float(np.mean(np.abs(thumb - reference))) / 255.0 < self.scene_change
 
     def hold_open(self, flag: bool) -> None:
         """While set, the gate lets every due frame through (a worker sets it while a prompt's
@@ -103,13 +118,20 @@ class Sampler:
             self._hold_open = flag
 
     def inferred(self, key: Hashable) -> None:
-        """A worker inferred the frame let through as `key`: it becomes the gate's reference."""
+        """A worker inferred the frame let through as `key`: it becomes the gate's reference
+        (frames let through before it were dropped or inferred: forgotten)."""
         with self._lock:
             while self._pending:
-                pending_key, thumb, t = self._pending.popleft()
+                pending_key, thumb, t, _ = self._pending.popleft()
                 if pending_key == key:
                     self._thumb, self._thumb_t = thumb, t
                     return
+
+    def discarded(self, key: Hashable) -> None:
+        """A worker let the frame `key` go uninferred (nothing due, inference failed): it must not
+        keep similar frames out."""
+        with self._lock:
+            self._pending = collections.deque((p for p in self._pending if p[0] != key), maxlen=PENDING)
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

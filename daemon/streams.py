@@ -100,7 +100,8 @@ class StreamSet:
         state = StreamState(cfg, counters, update_every_s=cfg.update_every_s)
         self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=cfg.max_frame_age_s)
         self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
-        state.sampler = sampler = Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s)
+        state.sampler = sampler = Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s,
+                                          pending_s=cfg.max_frame_age_s)
         supervisor = StreamSupervisor(
             source_spec(cfg, self._device),
             sampler,

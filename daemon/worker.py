@@ -117,6 +117,7 @@ class Worker:
         due = due_tasks(state, frame.mono_time)
         if due.empty():
             state.counters.drop("not_due")
+            self._discard(state, frame)
             return
         self._progress.work_started()
         try:
@@ -124,6 +125,14 @@ class Worker:
         finally:
             self._progress.work_done()
         state.counters.add("inferred" if ok else "failed")
+        if not ok:
+            self._discard(state, frame)
+
+    @staticmethod
+    def _discard(state: StreamState, frame: Frame) -> None:
+        """The scene gate must not treat an uninferred frame as seen."""
+        if state.sampler is not None:
+            state.sampler.discarded(frame.index)  # type: ignore[attr-defined]
 
     def _run_tasks(self, state: StreamState, frame: Frame, due: DueTasks) -> bool:
         """One `Engine.infer` call: tasks sharing a vision graph embed the frame once."""

@@ -132,3 +132,27 @@ def test_gate_compares_with_the_last_inferred_frame_not_the_last_let_through() -
     sampler.inferred(3)
     sampler.due(4.0)
     assert not sampler.changed(bright, 4)
+
+
+def test_a_frame_like_the_one_still_on_its_way_is_unchanged() -> None:
+    """A static scene's second sample, taken while the first is still queued or in inference, is
+    skipped; once that first frame is discarded (nothing due, failed) or older than `pending_s`
+    (dropped as too old by then), the next one goes through again."""
+    now = [0.0]
+    sampler = Sampler(every_s=0, scene_change=0.05, max_skip_s=100, pending_s=2.0, clock=lambda: now[0])
+    dark = np.zeros((36, 64, 3), np.uint8)
+    sampler.due(0.0)
+    assert sampler.changed(dark, 0)
+    now[0] = 1.0
+    sampler.due(1.0)
+    assert not sampler.changed(dark, 1), "frame 0 is still on its way"
+    sampler.discarded(0)
+    sampler.due(1.5)
+    assert sampler.changed(dark, 2), "frame 0 was never inferred"
+    now[0] = 4.0
+    sampler.due(4.0)
+    assert sampler.changed(dark, 3), "frame 2 is older than pending_s: it was dropped"
+    sampler.inferred(3)
+    now[0] = 4.5
+    sampler.due(4.5)
+    assert not sampler.changed(dark, 4)
