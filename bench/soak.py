@@ -5,7 +5,7 @@ Every `--every` seconds: RSS, open fds and threads of the daemon (from /proc/PID
 ZeroMQ subscriber, inferred frames/s from the daemon's own stats events, the load average. At the end
 SIGTERM (the stop time and exit code are recorded), then JSON with the RSS slope in MB/hour (linear
 fit over the samples after warm-up), max fds/threads, events/s over time, lost events (seq gaps), and
-a PNG plot when matplotlib is installed.
+a PNG plot (matplotlib: `pip install -e '.[bench]'`).
 
 Usage: python bench/soak.py --minutes N --json OUT [--png OUT.png] [--config FILE]
 Without --config a config is generated: three looping clips (two moving, one static) on the demo
@@ -148,7 +148,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, required=True, help="how long to run the daemon")
     parser.add_argument("--json", metavar="OUT", required=True)
-    parser.add_argument("--png", metavar="OUT.png", help="plot RSS, fds/threads and rates (needs matplotlib)")
+    parser.add_argument("--png", metavar="OUT.png", help="plot RSS, fds/threads and rates (needs the bench extra: matplotlib)")
     parser.add_argument("--config", metavar="FILE", help="run this config instead of a generated one")
     parser.add_argument("--tiny", action="store_true", help="generated config: the tiny package even if models/demo exists")
     parser.add_argument("--package", metavar="DIR", help="generated config: this model package")

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import zmq
 
@@ -31,10 +31,12 @@ def free_tcp_endpoint() -> str:
 
 
 class DaemonProcess:
-    """`python -m daemon.cli run -c CONFIG` with stderr captured to a file."""
+    """`python -m daemon.cli run -c CONFIG` with stderr captured to a file; `prefix` goes before
+    the command (tests/privileges.py's, so file modes apply to a daemon started by root)."""
 
-    def __init__(self, config: Path, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, config: Path, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> None:
         self.config = Path(config)
+        self.prefix = list(prefix)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self._log = tempfile.NamedTemporaryFile(prefix="blipd-", suffix=".log", delete=False)
         self.proc = None  # type: Optional[subprocess.Popen]
@@ -42,7 +44,7 @@ class DaemonProcess:
 
     def __enter__(self) -> "DaemonProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config)],
+            self.prefix + [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config)],
             cwd=str(REPO), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self

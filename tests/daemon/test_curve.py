@@ -11,6 +11,7 @@ import zmq.auth
 
 from daemon.curve import KeyFileError, load_server_secret, write_keypair
 from daemon.errors import PublishError
+from tests.privileges import ran_in_child
 from tests.daemon.test_publisher import Counters, caption, make_publisher, sub_socket
 
 
@@ -94,8 +95,9 @@ def test_publisher_start_refuses_bad_secret(keys):
         publisher.start()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_secret(keys):
+def test_unreadable_secret(keys, request):
+    if ran_in_child(request):
+        return
     os.chmod(keys["server_secret"], 0o000)
     with pytest.raises(KeyFileError, match="server.key_secret: Permission denied"):
         load_server_secret(keys["server_secret"])

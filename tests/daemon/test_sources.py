@@ -1,6 +1,5 @@
 """Frame sources on real files (good and broken) and a real RTSP server."""
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -12,6 +11,7 @@ from daemon.sources.base import DecoderUnavailable, Source, SourceEnded, SourceE
 from daemon.sources.factory import make_source, source_class
 from daemon.sources.opencv_source import OpenCVSource
 from tests import media
+from tests.privileges import ran_in_child
 from tests.rtsp import RtspServer, closed_port
 
 HAVE_AV = importlib.util.find_spec("av") is not None
@@ -99,8 +99,9 @@ def test_bad_files_fail_at_open_with_one_clear_line(tmp_path: Path, clips: Dict[
     source.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path, clips: Dict[str, Path]) -> None:
+def test_unreadable_file(tmp_path: Path, clips: Dict[str, Path], request: pytest.FixtureRequest) -> None:
+    if ran_in_child(request):
+        return
     path = tmp_path / "locked.mp4"
     path.write_bytes(clips["short"].read_bytes())
     path.chmod(0)

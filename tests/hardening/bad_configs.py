@@ -115,16 +115,11 @@ def _curve(ctx: ConfigContext, secret_file: Path) -> Dict[str, str]:
 
 
 def _unreadable_key(ctx: ConfigContext) -> Dict[str, str]:
-    """A key file the daemon cannot read: mode 000 for an ordinary user; root reads anything, so
-    there a folder stands at the key's path."""
-    path = ctx.folder / "unreadable.key_secret"
-    if os.geteuid() == 0:
-        path.mkdir(exist_ok=True)
-    else:
-        _, secret = write_keypair(ctx.folder / "unreadable", "server")
-        os.chmod(secret, 0)
-        path = Path(secret)
-    return _curve(ctx, path)
+    """A key file the daemon cannot read: mode 000 (a root test runs blipd under
+    tests/privileges.py's prefix, where modes apply to root too)."""
+    _, secret = write_keypair(ctx.folder / "unreadable", "server")
+    os.chmod(secret, 0)
+    return _curve(ctx, Path(secret))
 
 
 def _shared_key(ctx: ConfigContext) -> Dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.daemon_proc import REPO
 from tests.hardening.bad_configs import CASES, SECRET, BadConfig, ConfigContext, case_ids, good_config
+from tests.privileges import command_prefix
 from tests.rtsp import closed_port
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,8 @@ def ctx(tiny_package: Path, caption_only_package: Path, clips, tmp_path: Path) -
 def blipd_check(config: Path) -> "tuple":
     """(exit code, stdout, stderr, wall seconds) of `blipd check -c CONFIG` in a subprocess."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "check", "-c", str(config)], cwd=str(REPO),
+    command = command_prefix() + [sys.executable, "-m", "daemon.cli", "check", "-c", str(config)]
+    proc = subprocess.run(command, cwd=str(REPO),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 

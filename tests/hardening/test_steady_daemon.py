@@ -12,6 +12,7 @@ import pytest
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 from tests.hardening import probes
 from tests.hardening.bad_configs import CASES, SECRET, BadConfig, ConfigContext, case_ids, good_config
+from tests.privileges import command_prefix
 from tests.rtsp import closed_port
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ def steady(tiny_package: Path, caption_only_package: Path, clips: Dict[str, Path
     ctx = ConfigContext(tiny_package, caption_only_package, clips["moving"], endpoint, closed_port(), folder)
     config = folder / "blipd.yaml"
     config.write_text(good_config(ctx))
-    with EventCollector(endpoint) as events, DaemonProcess(config) as daemon:
+    with EventCollector(endpoint) as events, DaemonProcess(config, prefix=command_prefix()) as daemon:
         steady = Steady(daemon, events, config, ctx)
         steady.wait_caption_after(0, timeout=90)
         steady.wait_attempts(1, timeout=30)

@@ -11,6 +11,7 @@ import yaml
 
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 from tests.hardening import probes
+from tests.privileges import command_prefix
 from tests.rtsp import closed_port
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,7 @@ def test_faults_stay_in_their_own_stream(tiny_package: Path, long_clip: Path, ba
     path = tmp_path / "blipd.yaml"
     path.write_text(yaml.safe_dump(config(tiny_package, endpoint, streams), sort_keys=False))
 
-    with EventCollector(endpoint) as events, DaemonProcess(path) as daemon:
+    with EventCollector(endpoint) as events, DaemonProcess(path, prefix=command_prefix()) as daemon:
         every = LIVE + ("killed", "silent")
         events.wait_for(lambda evs: all(probes.of(evs, "caption", s) for s in every), timeout=120)
         before = caption_counts(events, time.time())
