@@ -3,7 +3,8 @@
 Tasks share one graph loader (a vision file used by two tasks is loaded once) and one tokenizer.
 Each task's class follows its layout: `split` (caption.py, match.py, answer.py) or `seed`
 (blip/seed.py, imported only for seed packages). `infer` runs a frame through several tasks and
-computes each distinct image embedding only once.
+computes each distinct image embedding only once, from pixel values a caller already has (e.g. made
+by the decoder's device, daemon `preprocess: tpu`) where it has them for the task's image size.
 """
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -87,14 +88,20 @@ class Engine:
         caption: bool = False,
         prompts: Optional[Mapping[str, str]] = None,
         questions: Optional[Mapping[str, str]] = None,
+        pixels: Optional[Mapping[int, np.ndarray]] = None,
     ) -> EngineResult:
         """Run the asked tasks on one BGR frame; tasks with equal `embed_key` (same vision file and
-        image size) reuse one embedding. Asking for a task the engine was not built with is an error."""
+        image size) reuse one embedding. Asking for a task the engine was not built with is an error.
+
+        pixels: image size -> float32 [1,3,size,size] already preprocessed with the package's
+        mean/std (blip/preprocess.py's contract); a task whose size is there uses them instead of
+        preprocessing `frame` on the CPU."""
         embeds: Dict[Tuple[Any, ...], np.ndarray] = {}
 
         def embed(task: Any) -> np.ndarray:
             if task.embed_key not in embeds:
-                embeds[task.embed_key] = task.embed(frame)
+                given = pixels.get(task.spec.image_size) if pixels else None
+                embeds[task.embed_key] = task.embed(frame) if given is None else task.embed_pixels(given)
             return embeds[task.embed_key]
 
         result = EngineResult()

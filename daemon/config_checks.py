@@ -3,7 +3,8 @@
 A stream URL is a live URL or a file; a plain path must exist (a typo should fail `blipd check`).
 The CURVE secret key must be a regular, readable file that only its owner can read (zmq's
 `create_certificates` writes 0644). Checks across items (unique names, effective backoff after a
-stream's overrides) run after pydantic so each error can point at the exact item's line.
+stream's overrides, what `preprocess: tpu` needs) run after pydantic so each error can point at the
+exact item's line.
 """
 import os
 import re
@@ -107,8 +108,26 @@ def _short(path: KeyPath) -> str:
     return format_key_path(path[:-1])
 
 
+def tpu_preprocess_checks(settings: Any) -> List[Problem]:
+    """`model.preprocess: tpu` preprocesses frames on the device that decoded them, with Bmcv
+    next to the engines: it needs `backend: sail` (named: auto may resolve to onnxruntime) and
+    `decoder: sail` on every stream (auto means opencv, which leaves frames in host memory)."""
+    model = settings.model
+    if model.preprocess != "tpu":
+        return []
+    problems: List[Problem] = []
+    if model.backend != "sail":
+        problems.append((("model", "preprocess"), "tpu needs backend: sail (the backend is %s)" % model.backend))
+    for index, stream in enumerate(settings.streams):
+        if stream.decoder != "sail":
+            problems.append((("streams", index, "decoder"), "model.preprocess: tpu needs decoder: sail, not %s%s"
+                             % (stream.decoder, " (auto means opencv)" if stream.decoder == "auto" else "")))
+    return problems
+
+
 def cross_checks(settings: Any) -> List[Problem]:
-    """Problems pydantic cannot locate: duplicate names and ids, backoff after overrides."""
+    """Problems pydantic cannot locate: duplicate names and ids, backoff after overrides, the
+    backend and decoders `preprocess: tpu` needs."""
     problems = _duplicates([(("streams", i, "name"), s.name) for i, s in enumerate(settings.streams)],
                            "stream name")
     for index, stream in enumerate(settings.streams):
@@ -122,4 +141,4 @@ def cross_checks(settings: Any) -> List[Problem]:
             key = "backoff_max_s" if stream.backoff_max_s is not None else "backoff_initial_s"
             problems.append((base + (key,), "backoff_max_s (%g) must be at least backoff_initial_s (%g)"
                              % (resolved.backoff_max_s, resolved.backoff_initial_s)))
-    return problems
+    return problems + tpu_preprocess_checks(settings)

@@ -3,20 +3,43 @@ state; added, removed and replaced as the config asks (start and SIGHUP)."""
 import logging
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from daemon.config import ResolvedStream, Settings, StreamDiff
 from daemon.counters import StreamCounters
 from daemon.events import StatsEvent, StreamEvent
 from daemon.logsetup import stream_logger
 from daemon.sampler import Sampler
-from daemon.sources.base import SourceSpec
+from daemon.sources.base import DevicePreprocess, SourceSpec
 from daemon.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
 from daemon.stream_state import StreamState
 
 log = logging.getLogger(__name__)
 
-def source_spec(stream: ResolvedStream, device: int = 0) -> SourceSpec:
+
+def device_preprocess(package: Any, stream: ResolvedStream) -> Optional[DevicePreprocess]:
+    """What `preprocess: tpu` asks of the stream's decoder: pixel values at the image size of each
+    task the stream runs (caption and match share one size, answer may have its own), normalised
+    as the package says. None when the stream runs no task."""
+    runs = (("caption", stream.caption.enabled), ("match", bool(stream.prompts)), ("answer", bool(stream.questions)))
+    sizes = sorted({int(package.task(task).image_size) for task, on in runs if on and task in package.tasks})
+    if not sizes:
+        return None
+    pp = package.preprocess
+    return DevicePreprocess(tuple(sizes), tuple(pp.mean), tuple(pp.std), pp.interpolation)  # type: ignore[arg-type]
+
+
+def preprocess_package(settings: Settings) -> Any:
+    """The package's manifest (sizes, normalisation) when `model.preprocess` is tpu, else None.
+    Checksums are not verified again: the service verified them when it loaded the engines."""
+    if settings.model.preprocess != "tpu":
+        return None
+    from blip.package import ModelPackage
+
+    return ModelPackage.load(str(settings.model.package), verify_checksums=False)
+
+
+def source_spec(stream: ResolvedStream, device: int = 0, preprocess: Optional[DevicePreprocess] = None) -> SourceSpec:
     return SourceSpec(
         name=stream.name,
         url=stream.secret_url(),
@@ -28,6 +51,7 @@ def source_spec(stream: ResolvedStream, device: int = 0) -> SourceSpec:
         open_timeout_s=stream.open_timeout_s,
         read_timeout_s=stream.read_timeout_s,
         device=device,
+        preprocess=preprocess,
     )
 
 
@@ -64,6 +88,10 @@ class StreamSet:
         self._running: Dict[str, _Running] = {}
         self._stopped: List[_Running] = []
         """What `stop_all` stopped, kept for the final stats (`stats_events(final=True)`)."""
+        self._model_read = False
+        self._pixel_package: Any = None
+        """The package whose sizes `preprocess: tpu` computes, read at the first `apply` (the start):
+        like every `model` setting, it changes at the next restart, not on reload."""
 
     def counters_for(self, name: str) -> StreamCounters:
         """Counters outlive a stream's removal so late events of it are still counted."""
@@ -85,6 +113,9 @@ class StreamSet:
     # -- add / remove --------------------------------------------------------------------------
     def apply(self, settings: Settings, diff: Optional[StreamDiff] = None, stop_timeout: float = 5.0) -> None:
         """Start every stream (diff None) or only what `diff` adds or changes; unchanged ones keep running."""
+        if not self._model_read:
+            self._pixel_package = preprocess_package(settings)
+            self._model_read = True
         wanted = {s.name: s for s in settings.resolved_streams()}
         if diff is None:
             to_stop, to_start = [], list(wanted)
@@ -102,8 +133,9 @@ class StreamSet:
         self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
         state.sampler = sampler = Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s,
                                           pending_s=cfg.max_frame_age_s)
+        preprocess = device_preprocess(self._pixel_package, cfg) if self._pixel_package is not None else None
         supervisor = StreamSupervisor(
-            source_spec(cfg, self._device),
+            source_spec(cfg, self._device, preprocess),
             sampler,
             self._scheduler.put,
             counters,

@@ -139,8 +139,10 @@ class Worker:
         names = "+".join(n for n, on in (("caption", due.caption), ("match", due.prompts), ("answer", due.questions)) if on)
         start = time.monotonic()
         try:
+            # pixel values the decoder's device made (`preprocess: tpu`), else the engine preprocesses
+            given = {"pixels": frame.pixels} if frame.pixels else {}
             result = self._engine.infer(  # type: ignore[union-attr]
-                frame.image, caption=due.caption, prompts=due.prompts, questions=due.questions
+                frame.image, caption=due.caption, prompts=due.prompts, questions=due.questions, **given
             )
         except Exception as exc:  # any model/runtime failure: skip this frame, keep serving
             allowed, suppressed = self._failures.allow(state.name)

@@ -4,12 +4,15 @@ A source is used by exactly one thread (its stream's supervisor): `open()`, then
 frame, `retrieve()` only the frames the sampler keeps (decoding to BGR costs more than grabbing),
 `close()`. When `grab()` returns False, `end_reason()` says why: `SourceEnded` (a file reached its
 end: the supervisor stops or loops) or another `SourceError` (the supervisor reconnects).
+A source that decodes on an accelerator may also offer the model's pixel values of the frame it
+retrieved (`pixels()`, config `preprocess: tpu`); the others return None and the worker
+preprocesses on the CPU.
 """
 import abc
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -17,7 +20,7 @@ from daemon.errors import SourceError
 from daemon.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
-    "DecoderUnavailable", "Source", "SourceEnded", "SourceError", "SourceSpec",
+    "DecoderUnavailable", "DevicePreprocess", "Source", "SourceEnded", "SourceError", "SourceSpec",
     "check_file", "is_file_url", "to_bgr",
 ]
 
@@ -28,6 +31,23 @@ class SourceEnded(SourceError):
 
 class DecoderUnavailable(SourceError):
     """The configured decoder cannot be used on this machine: retrying will not help."""
+
+
+@dataclass(frozen=True)
+class DevicePreprocess:
+    """The model input a source computes on its decoder's device (config `preprocess: tpu`), the
+    way blip/preprocess.py does on the CPU: resize to size x size (stretch), RGB, /255,
+    (x - mean) / std, float32 [1,3,size,size].
+
+    sizes:         the square image sizes the stream's tasks take (caption and match share one)
+    mean, std:     the model package's RGB normalisation
+    interpolation: the package's resize, bicubic | bilinear; a chip without bicubic uses bilinear
+    """
+
+    sizes: Tuple[int, ...]
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    interpolation: str = "bicubic"
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,7 @@ class SourceSpec:
     read_timeout_s: bound on one blocked read; the supervisor lowers it to its stall timeout
     realtime:       files only: pace reading to the file's frame rate (live-like playback)
     device:         accelerator device id for hardware decoders (sail: the TPU's VPU)
+    preprocess:     model pixel values to compute on that device beside the BGR frame; None: none
     """
 
     name: str
@@ -58,6 +79,7 @@ class SourceSpec:
     read_timeout_s: float = 10.0
     realtime: bool = True
     device: int = 0
+    preprocess: Optional[DevicePreprocess] = None
 
     def __post_init__(self) -> None:
         if not self.display_url:
@@ -142,6 +164,12 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def end_reason(self) -> SourceError:
         """Why the last grab() returned False: SourceEnded at a file's end, else a SourceError."""
+
+    def pixels(self) -> Optional[Dict[int, np.ndarray]]:
+        """Model pixel values of the frame `retrieve()` returned last, computed on the decoder's
+        device per `spec.preprocess`: image size -> read-only float32 [1,3,size,size]. None when
+        this source has no device or could not do it (the worker preprocesses on the CPU then)."""
+        return None
 
     @property
     def pts_s(self) -> float:

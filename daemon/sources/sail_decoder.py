@@ -18,19 +18,34 @@ Facts this module is built around:
 - `read(handle, img)` resizes into `img` when it already has another size: a fresh BMImage per read.
 - `compressed=False`: the compressed VPU output needs a width divisible by 16; `asmat()` converts
   any format to BGR (sail built with OpenCV), else bmcv convert_format to BGR packed.
+- `preprocess: tpu` (spec.preprocess): the frame that `retrieve()` converted also becomes the
+  model's pixel values on the device, in blip/preprocess.py's order: `convert_format` to RGB
+  planar at full size (a colour conversion before the resize, as the CPU path's BGR frame),
+  `vpp_resize` to each size, `convert_to` into a float32 RGB planar BMImage with
+  a_c = 1/(255 std_c), b_c = -mean_c/std_c (float32, as the CPU computes it), then
+  `bm_image_to_tensor(...).asnumpy()`. Bicubic only on BM1684: BM1684X bmcv has no bicubic
+  (BM1688/CV186AH unconfirmed), so there the resize is bilinear (parity: docs/sophon.md).
+  The result is copied to host memory (one d2s copy, 1.7 MB at 384 px): sail's Tensor-form
+  `process` on our SYSIO engines refuses an input Tensor without system memory ("bad input")
+  and copies system memory over the device input, so a device-only tensor cannot be fed as is,
+  and a numpy array crosses the worker queue with no device lifetime to manage. Bmcv calls hold
+  the GIL (a few ms); a Bmcv failure is logged and the frame goes on without device pixels (the
+  worker preprocesses it on the CPU).
 """
 import logging
 import os
 import sys
 import tempfile
 import threading
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from blip.runtime.sail import one_line, sail_errors
 from daemon.errors import SourceError
-from daemon.sources.base import DecoderUnavailable, Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr
+from daemon.sources.base import (
+    DecoderUnavailable, DevicePreprocess, Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +54,9 @@ ERR_DEC_EOF = 5007
 STDOUT_FD = 1
 _FD_LOCK = threading.Lock()
 """Serialises the fd 1 redirection (and so the opens) across every sail stream of the process."""
+BICUBIC_CHIPS = frozenset({"BM1684"})
+"""Chips whose bmcv resize has BMCV_INTER_BICUBIC (reference/sophon-sail.md §7): BM1684X has only
+NEAREST and LINEAR; BM1688/CV186AH are unconfirmed and get LINEAR too."""
 
 
 def _import_sail() -> Any:
@@ -98,8 +116,60 @@ def _flush_stdout() -> None:
             pass
 
 
+def resize_algorithm(interpolation: str, target: str) -> str:
+    """The resize the device does for the package's `interpolation` on chip `target` (Handle.
+    get_target()): "bicubic" only where bmcv has it, else "bilinear"."""
+    if interpolation == "bicubic" and target.upper() in BICUBIC_CHIPS:
+        return "bicubic"
+    return "bilinear"
+
+
+def _target(handle: Any) -> str:
+    try:
+        return str(handle.get_target())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+class DevicePixels:
+    """Bmcv on one Handle: a decoded BMImage -> {size: read-only float32 [1,3,size,size]}, the
+    model's pixel values (module docstring). Used by one reader thread only."""
+
+    def __init__(self, sail: Any, handle: Any, plan: DevicePreprocess) -> None:
+        self._sail = sail
+        self._handle = handle
+        self._bmcv = sail.Bmcv(handle)
+        self.plan = plan
+        self.target = _target(handle)
+        self.interpolation = resize_algorithm(plan.interpolation, self.target)
+        names = sail.bmcv_resize_algorithm
+        self._algorithm = names.BMCV_INTER_BICUBIC if self.interpolation == "bicubic" else names.BMCV_INTER_LINEAR
+        # (x/255 - m)/s = x * 1/(255 s) - m/s per RGB plane; sail takes the pairs as C++ floats
+        self._alpha_beta: Tuple[Tuple[float, float], ...] = tuple(
+            (1.0 / (255.0 * float(s)), -float(m) / float(s)) for m, s in zip(plan.mean, plan.std)
+        )
+
+    def __call__(self, image: Any) -> Dict[int, np.ndarray]:
+        sail, bmcv = self._sail, self._bmcv
+        planar = sail.Format.FORMAT_RGB_PLANAR
+        rgb = bmcv.convert_format(image, planar)  # full size, once for every size
+        out: Dict[int, np.ndarray] = {}
+        for size in self.plan.sizes:
+            resized = bmcv.vpp_resize(rgb, size, size, self._algorithm)
+            normed = sail.BMImage(self._handle, size, size, planar, sail.ImgDtype.DATA_TYPE_EXT_FLOAT32)
+            bmcv.convert_to(resized, normed, self._alpha_beta)
+            pixels = np.asarray(bmcv.bm_image_to_tensor(normed).asnumpy())  # a host copy: `normed` may go
+            if pixels.shape != (1, 3, size, size) or pixels.dtype != np.float32:
+                raise ValueError("bm_image_to_tensor gave %s %s, not float32 (1, 3, %d, %d)"
+                                 % (pixels.dtype, pixels.shape, size, size))
+            pixels.setflags(write=False)
+            out[size] = pixels
+        return out
+
+
 class SailSource(Source):
-    """sail.Decoder on TPU `device` (0); one Handle and one Decoder per open."""
+    """sail.Decoder on TPU `device` (0); one Handle and one Decoder per open; with
+    `spec.preprocess`, the model's pixel values from Bmcv on the same device (`pixels()`)."""
 
     def __init__(self, spec: SourceSpec, device: Optional[int] = None) -> None:
         super().__init__(spec)
@@ -109,6 +179,9 @@ class SailSource(Source):
         self._handle: Any = None
         self._decoder: Any = None
         self._image: Any = None
+        self._device_pixels: Optional[DevicePixels] = None
+        self._pixel_errors: Tuple[type, ...] = ()
+        self._pixel_failures = 0
         self._fps: Optional[float] = None
         self._grabbed = 0
         self._pts_s = 0.0
@@ -147,6 +220,23 @@ class SailSource(Source):
         fps = float(decoder.get_fps())
         self._fps = fps if 0.0 < fps < 1000.0 else None
         self._grabbed, self._pts_s, self._code, self._image = 0, 0.0, 0, None
+        if self.spec.preprocess is not None:
+            self._open_pixels(sail, errors)
+
+    def _open_pixels(self, sail: Any, errors: Tuple[type, ...]) -> None:
+        """Bmcv for `preprocess: tpu`; without it the stream still runs (CPU preprocessing)."""
+        # a sail build lacking a method or taking other arguments fails like a bmcv error
+        self._pixel_errors = errors + (AttributeError, TypeError, ValueError)
+        self._pixel_failures = 0
+        try:
+            self._device_pixels = DevicePixels(sail, self._handle, self.spec.preprocess)  # type: ignore[arg-type]
+        except self._pixel_errors as exc:
+            log.warning("stream %s: preprocess tpu unavailable (%s): preprocessing on the CPU",
+                        self.spec.name, self.spec.clean(one_line(exc)))
+            return
+        pixels = self._device_pixels
+        log.debug("stream %s: preprocess tpu on %s: %s resize to %s (the package asks for %s)", self.spec.name,
+                  pixels.target, pixels.interpolation, pixels.plan.sizes, pixels.plan.interpolation)
 
     def _log_captured(self, text: str) -> None:
         for line in text.splitlines():
@@ -178,6 +268,18 @@ class SailSource(Source):
             mat = bmcv.convert_format(self._image, self._sail.Format.FORMAT_BGR_PACKED).asnumpy()
         return to_bgr(np.asarray(mat))
 
+    def pixels(self) -> Optional[Dict[int, np.ndarray]]:
+        if self._device_pixels is None or self._image is None:
+            return None
+        try:
+            return self._device_pixels(self._image)
+        except self._pixel_errors as exc:
+            self._pixel_failures += 1
+            if self._pixel_failures == 1:  # once per open: the CPU path keeps the stream served
+                log.warning("stream %s: preprocess tpu failed on frame %d (%s); preprocessing on the CPU",
+                            self.spec.name, self._grabbed - 1, self.spec.clean(one_line(exc)))
+            return None
+
     def _at_eof(self) -> bool:
         if self._code == ERR_DEC_EOF:
             return True
@@ -198,6 +300,7 @@ class SailSource(Source):
     def close(self) -> None:
         decoder, self._decoder = self._decoder, None
         self._image = None
+        self._device_pixels = None
         if decoder is not None:
             decoder.release()
 

@@ -22,7 +22,8 @@ Policy:
 
 Accounting per grabbed frame: `decoded`; then either drop `not_sampled` (between sample points,
 never converted) or `sampled` (converted), and of those either drop `unchanged` (scene gate) or
-handed to the sink (the scheduler).
+handed to the sink (the scheduler), with the model pixel values the source computed on its device
+when it offers them (`Source.pixels`, config `preprocess: tpu`).
 """
 import dataclasses
 import enum
@@ -284,7 +285,9 @@ class StreamSupervisor:
             self._counters.drop("unchanged")
             return
         image.setflags(write=False)
-        self._sink(Frame(self.name, index, pts, self._wall(), now, image))
+        # after the scene gate: device preprocessing (`preprocess: tpu`) only for frames that go on
+        pixels = source.pixels()
+        self._sink(Frame(self.name, index, pts, self._wall(), now, image, pixels or {}))
 
     def _emit(self, state: SourceState, reason: str, attempt: int = 0, retry_in_s: Optional[float] = None) -> None:
         """Publish a state change; after a terminal state nothing more is published."""

@@ -17,7 +17,9 @@ RTSP through cv2.VideoCapture. What the double mirrors from sail 3.9.0-3.10.7:
 - `Decoder`: prints `decoder ctor: filepath=<url>` and `open filepath=<url>` to the C-level stdout
   (credentials included) on open and on every reopen; read return codes per version; `is_eof`
   only from 3.10.2; the reopen after 20 consecutive failed reads (EOF counts before 3.10.2);
-- `Bmcv.resize`/`vpp_resize` refuse BICUBIC on a BM1684X profile.
+- `Bmcv.resize`/`vpp_resize` refuse BICUBIC on a BM1684X profile; `convert_to` computes a*x+b per
+  plane in float32 (the pairs are C++ floats); `bm_image_to_tensor` gives a device-only Tensor
+  (no system memory: a SYSI/SYSIO Tensor-form `process` refuses it as "bad input").
 
 The profile (version, chip, ...) comes from FAKE_SAIL_* environment variables read at import, or
 from `_configure(...)`; underscore names are the double's own controls, not sail API.
@@ -573,27 +575,59 @@ def _chip_in_name(path: str) -> str:
 
 
 class BMImage:
-    """A frame in device memory; the double keeps it as BGR and remembers the format it claims."""
+    """A frame in device memory. The double keeps a byte image as BGR uint8 HxWx3 and remembers the
+    format it claims (colour conversions are exact); a DATA_TYPE_EXT_FLOAT32 image keeps float32
+    planes (3,H,W) in its format's channel order."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _positional("BMImage", kwargs)
         self._bgr: Optional[np.ndarray] = None
+        self._float: Optional[np.ndarray] = None
         self._format = Format.FORMAT_BGR_PACKED
         self._dtype = ImgDtype.DATA_TYPE_EXT_1N_BYTE
         self._pts_dts = [0.0, 0.0]
         if args:
             _, height, width, fmt, dtype = args
-            self._bgr = np.zeros((int(height), int(width), 3), dtype=np.uint8)
             self._format, self._dtype = Format(fmt), ImgDtype(dtype)
+            if self._dtype == ImgDtype.DATA_TYPE_EXT_FLOAT32:
+                self._float = np.zeros((3, int(height), int(width)), dtype=np.float32)
+            else:
+                self._bgr = np.zeros((int(height), int(width), 3), dtype=np.uint8)
 
     def _set(self, bgr: np.ndarray, fmt: Format) -> None:
-        self._bgr, self._format = bgr, fmt
+        self._bgr, self._float, self._format = bgr, None, fmt
+        self._dtype = ImgDtype.DATA_TYPE_EXT_1N_BYTE
+
+    def _shape(self) -> Tuple[int, int]:
+        if self._float is not None:
+            return int(self._float.shape[1]), int(self._float.shape[2])
+        if self._bgr is not None:
+            return int(self._bgr.shape[0]), int(self._bgr.shape[1])
+        return 0, 0
+
+    def _byte_bgr(self, what: str) -> np.ndarray:
+        if self._float is not None:
+            raise SailBMImageError("fake sail: %s of a float32 image is not modelled" % what)
+        if self._bgr is None:
+            raise SailBMImageError("empty BMImage")
+        return self._bgr
+
+    def _planes(self) -> np.ndarray:
+        """(3,H,W) in the format's channel order: R,G,B for RGB formats, B,G,R for BGR ones."""
+        if self._float is not None:
+            return self._float
+        bgr = self._byte_bgr("planes")
+        if self._format in _RGB_FORMATS:
+            return bgr[:, :, ::-1].transpose(2, 0, 1)
+        if self._format in _BGR_FORMATS:
+            return bgr.transpose(2, 0, 1)
+        raise SailBMImageError("fake sail: per-plane access to %s is not modelled" % self._format.name)
 
     def width(self) -> int:
-        return 0 if self._bgr is None else int(self._bgr.shape[1])
+        return self._shape()[1]
 
     def height(self) -> int:
-        return 0 if self._bgr is None else int(self._bgr.shape[0])
+        return self._shape()[0]
 
     def format(self) -> Format:
         return self._format
@@ -606,27 +640,32 @@ class BMImage:
 
     def asmat(self) -> np.ndarray:
         """uint8 HxWx3 BGR from any format (sophon-opencv toMAT)."""
-        if self._bgr is None:
-            raise SailBMImageError("empty BMImage")
-        return self._bgr.copy()
+        return self._byte_bgr("asmat").copy()
 
     def asnumpy(self) -> np.ndarray:
         """The raw layout: packed (H,W,3), planar (3,H,W), YUV420 (H*3/2,W). 3.9.1+."""
         if not _profile.at_least("3.9.1"):
             raise AttributeError("'sophon.sail.BMImage' object has no attribute 'asnumpy'")
-        if self._bgr is None:
-            raise SailBMImageError("empty BMImage")
+        if self._float is not None:
+            if self._format not in (Format.FORMAT_RGB_PLANAR, Format.FORMAT_BGR_PLANAR):
+                raise SailBMImageError("fake sail: asnumpy of a packed float32 image is not modelled")
+            return self._float.copy()
+        bgr = self._byte_bgr("asnumpy")
         if self._format in (Format.FORMAT_BGR_PACKED,):
-            return self._bgr.copy()
+            return bgr.copy()
         if self._format == Format.FORMAT_RGB_PACKED:
-            return self._bgr[:, :, ::-1].copy()
-        if self._format == Format.FORMAT_BGR_PLANAR:
-            return np.ascontiguousarray(self._bgr.transpose(2, 0, 1))
-        if self._format == Format.FORMAT_RGB_PLANAR:
-            return np.ascontiguousarray(self._bgr[:, :, ::-1].transpose(2, 0, 1))
+            return bgr[:, :, ::-1].copy()
+        if self._format in (Format.FORMAT_BGR_PLANAR, Format.FORMAT_RGB_PLANAR):
+            return np.ascontiguousarray(self._planes())
         import cv2
 
-        return cv2.cvtColor(self._bgr, cv2.COLOR_BGR2YUV_I420)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+
+
+_RGB_FORMATS = (Format.FORMAT_RGB_PLANAR, Format.FORMAT_RGB_PACKED)
+_BGR_FORMATS = (Format.FORMAT_BGR_PLANAR, Format.FORMAT_BGR_PACKED)
+_PLANAR_FORMATS = (Format.FORMAT_RGB_PLANAR, Format.FORMAT_BGR_PLANAR)
+_PACKED_FORMATS = (Format.FORMAT_RGB_PACKED, Format.FORMAT_BGR_PACKED)
 
 
 class Bmcv:
@@ -643,7 +682,8 @@ class Bmcv:
             raise SailBMImageError("%s err" % what)
         flags = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 2: cv2.INTER_CUBIC}[int(alg)]
         out = BMImage()
-        out._set(cv2.resize(image.asmat(), (int(width), int(height)), interpolation=flags), image.format())
+        bgr = image._byte_bgr(what)
+        out._set(cv2.resize(bgr, (int(width), int(height)), interpolation=flags), image.format())
         return out
 
     def resize(self, input: BMImage, resize_w: int, resize_h: int,  # noqa: A002 (sail's keyword)
@@ -665,8 +705,51 @@ class Bmcv:
 
     def convert_format(self, input: BMImage, image_format: Any = Format.FORMAT_BGR_PLANAR) -> BMImage:  # noqa: A002
         out = BMImage()
-        out._set(input.asmat(), Format(image_format))
+        out._set(input._byte_bgr("convert_format").copy(), Format(image_format))
         return out
+
+    def convert_to(self, *args: Any, **kwargs: Any) -> Any:
+        """convert_to(img, ab) -> BMImage of the input's dtype (uint8 saturated), or
+        convert_to(img, out, ab) -> 0 into `out`'s dtype; ab = ((a0,b0),(a1,b1),(a2,b2)) per plane."""
+        _positional("convert_to", kwargs)
+        if len(args) == 2:
+            image, alpha_beta = args
+            out = BMImage(self._handle, image.height(), image.width(), image.format(), image.dtype())
+        else:
+            image, out, alpha_beta = args
+        if image.format() != out.format():
+            raise SailBMImageError("fake sail: convert_to between formats (%s -> %s) is not modelled"
+                                   % (image.format().name, out.format().name))
+        if (out.width(), out.height()) != (image.width(), image.height()):
+            raise SailBMImageError("fake sail: convert_to into an image of another size is not modelled")
+        pairs = [(np.float32(a), np.float32(b)) for a, b in alpha_beta]  # std::pair<float, float>
+        if len(pairs) != 3:
+            raise TypeError("convert_to(): alpha_beta must be three (a, b) pairs")
+        planes = image._planes().astype(np.float32)
+        result = np.empty(planes.shape, dtype=np.float32)
+        for index, (a, b) in enumerate(pairs):
+            np.multiply(planes[index], a, out=result[index], dtype=np.float32)
+            result[index] += b
+        if out.dtype() == ImgDtype.DATA_TYPE_EXT_FLOAT32:
+            out._float = result
+        else:
+            data = np.clip(np.rint(result), 0, 255).astype(np.uint8)
+            bgr = data.transpose(1, 2, 0)
+            out._set(np.ascontiguousarray(bgr[:, :, ::-1] if out.format() in _RGB_FORMATS else bgr), out.format())
+        return out if len(args) == 2 else 0
+
+    def bm_image_to_tensor(self, *args: Any) -> Tensor:
+        """Tensor [1,3,H,W] (planar) or [1,H,W,3] (packed) over the image's device memory: no
+        system memory (own_sys_data False), so asnumpy() copies device -> host."""
+        (image,) = args
+        if image.format() in _PLANAR_FORMATS:
+            data = image._planes()[None]
+        elif image.format() in _PACKED_FORMATS:
+            data = image._planes().transpose(1, 2, 0)[None]
+        else:
+            _log("Image format not supported, Please convert it first.")
+            raise SailBMImageError("not supported")
+        return Tensor(self._handle, np.ascontiguousarray(data), None, False, True)
 
     def imencode(self, *args: Any) -> np.ndarray:
         import cv2
