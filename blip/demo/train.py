@@ -448,14 +448,15 @@ def write_readme(package: Path, training: Dict[str, object], metrics: Dict[str, 
         '"is there a triangle?", "what color is the circle?", "what shape is on the left?".',
         "",
         "Stages (wall-clock seconds where it was trained, steps, PyTorch accuracy on 64 held-out scenes).",
-        "That machine was a 2-core box shared with other jobs (load 3-8), hence one torch thread: two",
-        "threads contending for busy cores ran several times slower. `--threads 2` suits an idle machine.",
+        "On a busy machine `--threads 1` is faster: two torch threads contending for loaded cores run",
+        "several times slower.",
         "",
     ]
     lines += ["- %s: %s" % (stage, json.dumps(r)) for stage, r in training["stages"].items()]  # type: ignore
     runs = training.get("runs") or []
     if runs:
-        lines += ["", "This package came from these invocations, in order (same phases as the one command):", ""]
+        lines += ["", "This package came from one invocation:" if len(runs) == 1 else
+                  "This package came from these invocations, in order (same phases as the one command):", ""]
         lines += ["- `%s`: %s" % (r["command"], r.get("note", "")) for r in runs]  # type: ignore
     lines += ["", "Evaluation through this package and ONNX Runtime (`metrics.json`):", ""]
     lines += ["- %s: %s" % (k, v) for k, v in metrics.items()]
