@@ -59,7 +59,8 @@ class Service:
             curve=settings.publish.curve,
         )
         self.emitter = Emitter(self.publisher, settings.publish)
-        self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics, device=settings.model.device)
+        self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics, device=settings.model.device,
+                                 pixel_package=self.package if settings.model.preprocess == "tpu" else None)
         self.workers: List[Worker] = []
         self._stop = threading.Event()
         self._reload = threading.Event()

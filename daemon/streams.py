@@ -29,16 +29,6 @@ def device_preprocess(package: Any, stream: ResolvedStream) -> Optional[DevicePr
     return DevicePreprocess(tuple(sizes), tuple(pp.mean), tuple(pp.std), pp.interpolation)  # type: ignore[arg-type]
 
 
-def preprocess_package(settings: Settings) -> Any:
-    """The package's manifest (sizes, normalisation) when `model.preprocess` is tpu, else None.
-    Checksums are not verified again: the service verified them when it loaded the engines."""
-    if settings.model.preprocess != "tpu":
-        return None
-    from blip.package import ModelPackage
-
-    return ModelPackage.load(str(settings.model.package), verify_checksums=False)
-
-
 def source_spec(stream: ResolvedStream, device: int = 0, preprocess: Optional[DevicePreprocess] = None) -> SourceSpec:
     return SourceSpec(
         name=stream.name,
@@ -77,7 +67,8 @@ class StreamSet:
     """Owns the per-stream objects; the service calls it from the main thread only, the readers
     and workers reach it through `counters_for`, `state_of` and the state callbacks."""
 
-    def __init__(self, scheduler, publisher, emitter, metrics, device: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, scheduler, publisher, emitter, metrics, device: int = 0,  # type: ignore[no-untyped-def]
+                 pixel_package: Any = None) -> None:
         self._device = device
         self._scheduler = scheduler
         self._publisher = publisher
@@ -88,10 +79,9 @@ class StreamSet:
         self._running: Dict[str, _Running] = {}
         self._stopped: List[_Running] = []
         """What `stop_all` stopped, kept for the final stats (`stats_events(final=True)`)."""
-        self._model_read = False
-        self._pixel_package: Any = None
-        """The package whose sizes `preprocess: tpu` computes, read at the first `apply` (the start):
-        like every `model` setting, it changes at the next restart, not on reload."""
+        self._pixel_package = pixel_package
+        """With `preprocess: tpu`, the service's model package (sizes, normalisation the decoders'
+        devices compute); None otherwise. Like every `model` setting it changes at restart only."""
 
     def counters_for(self, name: str) -> StreamCounters:
         """Counters outlive a stream's removal so late events of it are still counted."""
@@ -113,9 +103,6 @@ class StreamSet:
     # -- add / remove --------------------------------------------------------------------------
     def apply(self, settings: Settings, diff: Optional[StreamDiff] = None, stop_timeout: float = 5.0) -> None:
         """Start every stream (diff None) or only what `diff` adds or changes; unchanged ones keep running."""
-        if not self._model_read:
-            self._pixel_package = preprocess_package(settings)
-            self._model_read = True
         wanted = {s.name: s for s in settings.resolved_streams()}
         if diff is None:
             to_stop, to_start = [], list(wanted)
