@@ -140,9 +140,9 @@ class Worker:
         start = time.monotonic()
         try:
             # pixel values the decoder's device made (`preprocess: tpu`), else the engine preprocesses
-            given = {"pixels": frame.pixels} if frame.pixels else {}
             result = self._engine.infer(  # type: ignore[union-attr]
-                frame.image, caption=due.caption, prompts=due.prompts, questions=due.questions, **given
+                frame.image, caption=due.caption, prompts=due.prompts, questions=due.questions,
+                pixels=frame.pixels or None,
             )
         except Exception as exc:  # any model/runtime failure: skip this frame, keep serving
             allowed, suppressed = self._failures.allow(state.name)

@@ -26,7 +26,7 @@ class WedgeableEngine:
         self.entered_wedge = threading.Event()
 
     def infer(self, frame: Any, caption: bool = False, prompts: Optional[Dict[str, str]] = None,
-              questions: Optional[Dict[str, str]] = None) -> EngineResult:
+              questions: Optional[Dict[str, str]] = None, pixels: Optional[Dict[int, Any]] = None) -> EngineResult:
         if self.wedge.is_set():
             self.entered_wedge.set()
             self.release.wait(60)
