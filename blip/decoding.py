@@ -13,26 +13,24 @@ import numpy as np
 
 from blip.errors import BackendError
 from blip.graphs import cross_names
-from blip.runtime.base import Graph
+from blip.runtime.base import Graph, static_dim
 
 
 def _cache_slots(step: Graph, max_length: int) -> int:
     """Cache length L: the graph's static slot count if it has one, else `max_length`."""
-    spec = step.inputs.get("self_kv")
-    static = spec.shape[4] if spec is not None and len(spec.shape) == 6 else None
+    static = static_dim(step, "self_kv", 4, rank=6)
     if static is None:
         return max_length
     if static < max_length - 1:
         raise BackendError(
             "%s: self_kv has %d cache slots, max_length %d needs %d" % (step.path, static, max_length, max_length - 1)
         )
-    return int(static)
+    return static
 
 
 def _one_token_per_call(step: Graph) -> bool:
     """True where the graph fixes T (static TPU variants: T = 1); False where T is dynamic."""
-    spec = step.inputs.get("input_ids")
-    return spec is not None and len(spec.shape) == 2 and spec.shape[1] is not None
+    return static_dim(step, "input_ids", 1, rank=2) is not None
 
 
 def cross_feeds(cross_kv: np.ndarray) -> Dict[str, np.ndarray]:

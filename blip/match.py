@@ -3,15 +3,13 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from blip.runtime.base import static_dim
 from blip.task import MatchApi, SplitTask, batches, static_batch
 
 
 def static_text_length(graph: Any) -> Optional[int]:
     """The text length T a graph fixes for `input_ids` [P,T], or None when it is dynamic."""
-    spec = graph.inputs.get("input_ids")
-    if spec is None or len(spec.shape) != 2:
-        return None
-    return spec.shape[1]
+    return static_dim(graph, "input_ids", 1, rank=2)
 
 
 class Matcher(MatchApi, SplitTask):

@@ -12,7 +12,7 @@ import yaml
 
 from blip.errors import PackageError
 from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, SPLIT_IO, SPLIT_ROLES, TASKS, split_io
-from blip.runtime.base import Graph, GraphLoader, Runtime
+from blip.runtime.base import Graph, GraphLoader, Runtime, static_dim
 
 if TYPE_CHECKING:
     from blip.tokenizer import Tokenizer
@@ -252,9 +252,7 @@ def verify_graph_io(spec: TaskSpec, role: str, graph: Graph) -> None:
 def _decoder_layers(graph: Graph) -> int:
     """Lyr of a decoder_step graph (self_kv's first dim), which names its cross inputs; 0 if unknown
     (the missing or wrong self_kv is then reported by the name and rank check)."""
-    self_kv = graph.inputs.get("self_kv")
-    layers = self_kv.shape[0] if self_kv is not None and self_kv.shape else None
-    return layers if isinstance(layers, int) else 0
+    return static_dim(graph, "self_kv", 0) or 0
 
 
 def open_task(

@@ -8,16 +8,13 @@ import numpy as np
 from blip.graphs import LAYOUT_SPLIT
 from blip.package import ModelPackage, merged_settings, open_task
 from blip.preprocess import preprocess
-from blip.runtime.base import GraphLoader, Runtime
+from blip.runtime.base import GraphLoader, Runtime, static_dim
 from blip.tokenizer import Tokenizer
 
 
 def static_batch(graph: Any) -> Optional[int]:
     """The batch size a graph fixes for `input_ids` [B,T] (static TPU bmodels), or None when dynamic."""
-    spec = graph.inputs.get("input_ids")
-    if spec is None or not spec.shape or spec.shape[0] is None:
-        return None
-    return int(spec.shape[0])
+    return static_dim(graph, "input_ids", 0)
 
 
 def batches(texts: Mapping[str, str], size: Optional[int]) -> Iterator[Tuple[List[str], List[str]]]:

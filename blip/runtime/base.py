@@ -1,6 +1,6 @@
 """The small interface every backend implements: load a graph file, describe its tensors, run it."""
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -12,6 +12,16 @@ class TensorSpec:
     name: str
     shape: Tuple[Optional[int], ...]
     dtype: str
+
+
+def static_dim(graph: Any, tensor: str, axis: int, rank: Optional[int] = None) -> Optional[int]:
+    """The size a graph fixes for one axis of its input `tensor` (static TPU variants), or None
+    where that axis is dynamic, the input is missing, or its rank is not `rank` (when given)."""
+    spec = graph.inputs.get(tensor)
+    if spec is None or len(spec.shape) <= axis or (rank is not None and len(spec.shape) != rank):
+        return None
+    size = spec.shape[axis]
+    return int(size) if size is not None else None
 
 
 class Graph:
