@@ -19,7 +19,6 @@ Files or URLs of files only: a live stream has no end to spread the frames over 
 import argparse
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -30,6 +29,7 @@ from blip.errors import BlipError, ExportError
 from blip.image import import_cv2
 from blip.package import ModelPackage, Preprocess
 from blip.preprocess import preprocess
+from daemon.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,11 @@ PIXEL_INPUT = "pixel_values"
 """Input name of every graph that takes an image: split `vision` and the seed's cap/itm/venc."""
 PIXEL_ROLES = ("vision", "cap", "itm", "venc")
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 
 def _shown(video: str) -> str:
-    """The video as printed: a URL's password masked."""
-    return _PASSWORD.sub(r"\1***@", video)
+    """The video as printed: a URL's password and secret query values masked (the daemon's rule)."""
+    return redact_url(video)
 
 
 def vision_sizes(package: ModelPackage) -> List[int]:
