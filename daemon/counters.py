@@ -27,6 +27,7 @@ class StreamCounters:
             "failed": 0,
             "published": 0,
             "publish_dropped": 0,
+            "subscriber_overflows": 0,
             "reconnects": 0,
         }
         self._dropped: Dict[str, int] = {reason: 0 for reason in DROP_REASONS}

@@ -231,6 +231,9 @@ class StatsEvent(Event):
     failed: int = _doc("frames whose inference failed")
     published: int = _doc("events sent")
     publish_dropped: int = _doc("events lost before the socket (queue full or send refused)")
+    subscriber_overflows: int = _doc(
+        "sends that found a subscriber's queue full: that subscriber misses events (a seq gap) until "
+        "it catches up; the others get them")
     fps_in: float = _doc("decoded frames per second over the interval")
     fps_out: float = _doc("inferred frames per second over the interval")
     queue_depth: int = _doc("frames waiting for a worker now")
@@ -251,6 +254,7 @@ class StatsEvent(Event):
                        inferred=snapshot.get("inferred", 0), failed=snapshot.get("failed", 0),
                        published=snapshot.get("published", 0),
                        publish_dropped=snapshot.get("publish_dropped", 0),
+                       subscriber_overflows=snapshot.get("subscriber_overflows", 0),
                        fps_in=delta("decoded"), fps_out=delta("inferred"),
                        queue_depth=queue_depth, latency=latency)
 

@@ -25,8 +25,10 @@ _COUNTERS = (  # StreamCounters name -> (metric name without _total, help)
     ("sampled", "blipd_frames_sampled", "Frames kept by the sampler"),
     ("inferred", "blipd_frames_inferred", "Frames inferred"),
     ("failed", "blipd_frames_failed", "Frames whose inference failed"),
-    ("published", "blipd_events_published", "Events sent on the PUB socket"),
+    ("published", "blipd_events_published", "Events sent on the publishing socket"),
     ("publish_dropped", "blipd_events_publish_dropped", "Events lost before the socket"),
+    ("subscriber_overflows", "blipd_subscriber_overflows",
+     "Sends that found a subscriber's queue full (that subscriber misses events until it catches up)"),
     ("reconnects", "blipd_stream_reconnects", "Reconnect attempts"),
 )
 

@@ -1,9 +1,17 @@
-"""The only owner of the ZeroMQ PUB socket: a thread that stamps and sends what others queue.
+"""The only owner of the ZeroMQ publishing socket: a thread that stamps and sends what others queue.
 
 ZeroMQ sockets are not thread-safe, so workers and stream supervisors hand events over a bounded
 queue and never wait: a full queue or a refused send is counted as `publish_dropped` for the
 event's stream. Sequence numbers are taken when an event is queued, so an event lost anywhere
 after that (queue full, send refused) leaves a visible gap in its stream's `seq`.
+
+The socket is an XPUB (subscribers are plain SUB sockets, as with PUB) so that a subscriber that
+falls behind is seen: a PUB socket drops messages for a subscriber whose queue (`send_hwm`) is full
+without telling anyone. Each event is first sent with ZMQ_XPUB_NODROP, which refuses it (EAGAIN)
+when any subscriber of its topic is full; the refusal is counted as `subscriber_overflows` and the
+event is sent again without NODROP, so every other subscriber still gets it. libzmq then skips the
+full subscriber until it has caught up by half its queue; what it misses meanwhile shows as gaps in
+its `seq` (libzmq does not say how many: the counter is of overflows, not of messages).
 """
 import logging
 import queue
@@ -18,6 +26,7 @@ from daemon.counters import StreamCounters
 from daemon.curve import CurveServer, KeyFileError
 from daemon.errors import PublishError
 from daemon.events import Event, LatencySummary, Stamp
+from daemon.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,10 @@ MAX_INBOUND_BYTES = 4096
 """Largest message a peer may send us. Subscribers only send subscriptions (topic prefixes of at
 most ~80 bytes); without this bound one peer subscribing to a 10 MB topic costs the PUB socket
 ~500 MB of subscription trie. A peer that sends more is disconnected."""
+
+MAX_INBOUND_PER_TURN = 1000
+"""Subscription messages read from the XPUB socket per loop turn (they are read only to be
+discarded: unread, libzmq would keep queueing them)."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,10 @@ class _Item:
 
 
 class Publisher:
-    """Publishes events as `[topic, json]` or `[topic, json, jpeg]` on a PUB socket bound to `bind`.
+    """Publishes events as `[topic, json]` or `[topic, json, jpeg]` on an XPUB socket bound to `bind`.
 
     counters_for(stream) returns that stream's StreamCounters (None for a stream no longer known);
-    `published` and `publish_dropped` are counted there. curve: anything with `secret_key_file`
+    `published`, `publish_dropped` and `subscriber_overflows` are counted there. curve: anything with `secret_key_file`
     and `clients_dir` (config's `publish.curve`); None = plain TCP, anyone may subscribe.
     """
 
@@ -69,6 +82,7 @@ class Publisher:
         self._deadline = 0.0
         self._start_error: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
+        self._overflow_log = RateLimiter(60.0)
 
     def start(self, timeout: float = 10.0) -> None:
         """Bind (in the publisher thread) and return once bound; PublishError if it cannot."""
@@ -143,7 +157,8 @@ class Publisher:
         try:
             if self._curve is not None:
                 curve = CurveServer(context, self._curve.secret_key_file, self._curve.clients_dir)
-            sock = context.socket(zmq.PUB)
+            sock = context.socket(zmq.XPUB)
+            sock.setsockopt(zmq.XPUB_NODROP, 1)
             sock.setsockopt(zmq.SNDHWM, self._send_hwm)
             sock.setsockopt(zmq.LINGER, self._linger_ms)
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
@@ -167,8 +182,10 @@ class Publisher:
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
+                self._discard_inbound(sock)
                 continue
             self._send(sock, item)
+            self._discard_inbound(sock)
         while time.monotonic() < self._deadline:  # flush on stop, bounded
             try:
                 item = self._queue.get_nowait()
@@ -184,7 +201,15 @@ class Publisher:
             parts = [item.event.topic.encode("utf-8"), payload]
             if item.jpeg is not None:
                 parts.append(item.jpeg)
-            sock.send_multipart(parts, flags=zmq.NOBLOCK)
+            try:
+                sock.send_multipart(parts, flags=zmq.NOBLOCK)
+            except zmq.Again:  # a subscriber of this topic is send_hwm behind: skip it, serve the rest
+                self._overflowed(stream)
+                sock.setsockopt(zmq.XPUB_NODROP, 0)
+                try:
+                    sock.send_multipart(parts, flags=zmq.NOBLOCK)
+                finally:
+                    sock.setsockopt(zmq.XPUB_NODROP, 1)
         except zmq.Again:
             self._count(stream, "publish_dropped")
             return
@@ -199,6 +224,26 @@ class Publisher:
                 samples.append(latency)
                 if len(samples) > _LATENCY_SAMPLES:
                     del samples[: len(samples) - _LATENCY_SAMPLES]
+
+    def _overflowed(self, stream: str) -> None:
+        self._count(stream, "subscriber_overflows")
+        allowed, suppressed = self._overflow_log.allow("overflow")
+        if allowed:
+            log.warning("stream %s: a subscriber is %d events behind (its queue is full); it misses events "
+                        "until it catches up and sees the gap in seq%s", stream, self._send_hwm,
+                        " (%d more overflows in the last minute)" % suppressed if suppressed else "")
+
+    @staticmethod
+    def _discard_inbound(sock: zmq.Socket) -> None:
+        """Read and drop what subscribers sent (subscriptions): XPUB queues them until read."""
+        for _ in range(MAX_INBOUND_PER_TURN):
+            try:
+                sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as exc:
+                log.debug("reading subscriptions: %s", exc)
+                return
 
     def _drop_queued(self) -> None:
         """What the bounded flush could not send is lost: count it."""

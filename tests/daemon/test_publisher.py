@@ -80,9 +80,9 @@ def wait_for(condition, what: str) -> None:
         time.sleep(0.01)  # polling interval, not synchronisation: the condition decides
 
 
-def caption(index: int, stream: str = "demo") -> Event:
+def caption(index: int, stream: str = "demo", text: Optional[str] = None) -> Event:
     frame = Frame(stream, index, index / 10.0, time.time(), time.monotonic(), np.zeros((1, 1, 3), np.uint8))
-    return CaptionEvent.at_frame(frame, text="caption %d" % index, previous=None)
+    return CaptionEvent.at_frame(frame, text=text or "caption %d" % index, previous=None)
 
 
 @pytest.fixture
@@ -168,6 +168,40 @@ def test_a_subscriber_that_never_reads_does_not_block(context, counters):
     finally:
         sock.close()
         publisher.stop(timeout=2.0)
+
+
+def test_a_stuck_subscriber_is_counted_and_the_others_lose_nothing(context, counters):
+    """NODROP first, then a lossy resend: the full subscriber is skipped and counted, nobody else is."""
+    publisher = make_publisher(counters, send_hwm=100)
+    publisher.start()
+    stuck = sub_socket(context, publisher.endpoint, rcvhwm=1, rcvbuf=64 * 1024)
+    good = sub_socket(context, publisher.endpoint, rcvhwm=0)
+    other_topic = sub_socket(context, publisher.endpoint, topics=("stream/",), rcvhwm=0)
+    total, batch = 5000, 50
+    try:
+        wait_joined(publisher, stuck)
+        wait_joined(publisher, good)
+        wait_joined(publisher, other_topic)
+        received: List[int] = []
+        for start in range(0, total, batch):
+            # a batch below send_hwm, read before the next: the good subscriber is never full itself
+            assert all(publisher.publish(caption(i, text="x" * 2000)) for i in range(start, start + batch))
+            received += [json.loads(p[1])["seq"] for p in recv_events(good, "demo", batch)]
+        wait_for(lambda: counters.get("demo", "published") == total, "every event sent")
+        stuck_seqs = []
+        while stuck.poll(200):
+            parts = stuck.recv_multipart()
+            if json.loads(parts[1])["stream"] == "demo":
+                stuck_seqs.append(json.loads(parts[1])["seq"])
+    finally:
+        for sock in (stuck, good, other_topic):
+            sock.close()
+        publisher.stop(timeout=2.0)
+    assert received == list(range(1, total + 1))
+    assert counters.get("demo", "publish_dropped") == 0
+    assert counters.get("demo", "subscriber_overflows") >= 1
+    assert len(stuck_seqs) < total, "the stuck subscriber missed events"
+    assert counters.get("probe", "subscriber_overflows") == 0  # probes went out before anyone was stuck
 
 
 def test_a_full_queue_counts_drops_and_leaves_a_seq_gap(context, counters):

@@ -142,6 +142,9 @@ def test_curve_and_a_subscriber_that_stops_reading(tiny_package: Path, clips: Di
     assert len(got) - joined >= EVENTS and seq_gaps(got) == {}
     assert seq_gaps(stuck_got), "the stuck subscriber lost events and can tell from the seq gaps"
     final = probes.final_stats(got)
-    print("publish_dropped at the end: %s" % {name: final[name]["publish_dropped"] for name in STREAMS})
+    print("publish_dropped at the end: %s, subscriber_overflows: %s" % (
+        {name: final[name]["publish_dropped"] for name in STREAMS},
+        {name: final[name]["subscriber_overflows"] for name in STREAMS}))
+    assert sum(final[name]["subscriber_overflows"] for name in STREAMS) >= 1, "the stuck subscriber is not counted"
     log = daemon.log()
     assert "Traceback" not in log, log[-3000:]
