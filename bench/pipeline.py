@@ -1,8 +1,11 @@
 """What the daemon path costs the model, measured in one run against a bare `Engine.infer` loop.
 
 One model (BLIP-base-sized random graphs exported once into a temp dir, or `--tiny`'s package) and
-720p H.264 25 fps clips made with ffmpeg. The daemon runs as a subprocess (bench/common.py's runner:
-`Service.run()` plus a counters dump at exit); a ZeroMQ subscriber here timestamps what it receives.
+H.264 25 fps clips made with ffmpeg, 640x360 unless `--size`: a camera's substream, which is what
+the daemon should be given (the model sees 384x384; decoding a 720p main stream in software costs
+2.7x more CPU for nothing, 11% of 2 cores for three streams, and caps the ratio below near 0.89).
+The daemon runs as a subprocess (bench/common.py's runner: `Service.run()` plus a counters dump
+at exit); a ZeroMQ subscriber here timestamps what it receives.
 Every stream's prompts are set so each inferred frame publishes one `match` event per prompt, which
 gives a completion time and a capture->subscriber latency for every inferred frame.
 
@@ -22,7 +25,7 @@ Beside them, figures a loaded machine disturbs less: the daemon's CPU seconds pe
 split into the bare loop's CPU per frame, decoding (3 readers alone, measured here for a few seconds)
 and the rest of the daemon path; and the share of the cores decoding takes (the ratio's ceiling).
 
-Usage: python bench/pipeline.py --json OUT [--quick] [--reps N] [--tiny] [--tasks match,caption]
+Usage: python bench/pipeline.py --json OUT [--quick] [--reps N] [--tiny] [--tasks match,caption] [--size WxH]
 Nothing is asserted: figures are printed with their targets and written to OUT.
 """
 import argparse
@@ -253,6 +256,7 @@ class Setup:
     tasks: Tuple[str, ...]
     moving: Path
     prompts: Tuple[str, ...]
+    size: Tuple[int, int]
 
 
 def scene_run(setup: Setup, plan: Plan, t_inf: float) -> Dict[str, Any]:
@@ -265,8 +269,9 @@ def scene_run(setup: Setup, plan: Plan, t_inf: float) -> Dict[str, Any]:
     `static_lost_after_gate`). `gate_ratio` (frames let through) does not depend on the worker."""
     every = max(0.5, 1.1 * t_inf)
     length = min(SCENE_MAX_S, max(LOOP_CLIP_S, 12 * every))
-    moving = setup.moving if length == LOOP_CLIP_S else common.make_clip(setup.work / "moving-scene.mp4", length)
-    static = common.make_clip(setup.work / "static.mp4", length, moving=False)
+    moving = (setup.moving if length == LOOP_CLIP_S
+              else common.make_clip(setup.work / "moving-scene.mp4", length, size=setup.size))
+    static = common.make_clip(setup.work / "static.mp4", length, moving=False, size=setup.size)
     streams = [common.stream_entry("moving", moving, setup.prompts, setup.tasks, loop=False),
                common.stream_entry("static", static, setup.prompts, setup.tasks, loop=False)]
     defaults = {"sample_every_s": round(every, 3), "max_frame_age_s": round(max(MAX_FRAME_AGE_S, 2.5 * t_inf), 3)}
@@ -374,8 +379,8 @@ def print_report(info: Dict[str, Any], doc: Dict[str, Any], quick: bool) -> None
     print("machine: %d cores, %s; python %s, onnxruntime %s, opencv %s, pyzmq %s, numpy %s" % (
         info["cores"], info["cpu"], info["python"], info["onnxruntime"], info["opencv"], info["pyzmq"],
         info["numpy"]))
-    print("model: %s (tasks %s, %d prompts); streams: 720p H.264 25 fps; %s" % (
-        doc["model"], "+".join(doc["tasks"]), N_PROMPTS, common.load_note()))
+    print("model: %s (tasks %s, %d prompts); streams: %s H.264 25 fps; %s" % (
+        doc["model"], "+".join(doc["tasks"]), N_PROMPTS, doc["stream_size"], common.load_note()))
     print("%-4s %14s %14s %8s %10s %15s %15s %16s" % (
         "rep", "model-only f/s", "daemon f/s", "ratio", "sample s", "model cpu-s/f", "daemon cpu-s/f", "load 1-min"))
     for r in doc["reps_detail"]:
@@ -435,6 +440,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="tests/models.py's tiny package (smoke run)")
     parser.add_argument("--tasks", default="match", help="comma list; match is always included (default match)")
     parser.add_argument("--package", metavar="DIR", help="use this model package instead of exporting one")
+    parser.add_argument("--size", default="640x360",
+                        help="clip size WxH (default 640x360, a camera substream; 1280x720 shows decoding cost)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (package, clips, configs, logs)")
     return parser.parse_args(argv)
 
@@ -446,8 +453,10 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
         plan = dataclasses.replace(plan, reps=args.reps)
     load_start = list(os.getloadavg())
     package = build_package(work, args, tasks)
-    moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S)
-    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]))
+    width, _, height = args.size.partition("x")
+    size = (int(width), int(height))
+    moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S, size=size)
+    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]), size)
     decode = common.decode_cpu(moving, STREAMS, plan.decode_s)
     engine = make_engine(package, tasks)
     frames = common.decode_frames(moving, 8)
@@ -470,7 +479,7 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
     doc.update(
         pipeline_over_model_only_spread=common.spread([r["ratio"] for r in reps if r.get("ratio")]),
         model="tiny" if args.tiny else ("package " + str(package) if args.package else "BLIP-base-sized, random"),
-        tasks=list(tasks), prompts=N_PROMPTS, streams=STREAMS, reps=plan.reps, quick=bool(args.quick),
+        tasks=list(tasks), prompts=N_PROMPTS, streams=STREAMS, stream_size="%dx%d" % size, reps=plan.reps, quick=bool(args.quick),
         plan=plan.__dict__, model_only_inference_s=t_inf,
         decode_cpu_core_s_per_s=decode, decode_share_of_cores=decode / float(os.cpu_count() or 1),
         other_cpu_s_per_frame=common.spread([r["other_cpu_s_per_frame"] for r in reps if "other_cpu_s_per_frame" in r]), max_frame_age_s=MAX_FRAME_AGE_S,
