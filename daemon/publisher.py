@@ -54,8 +54,9 @@ class Publisher:
     """Publishes events as `[topic, json]` or `[topic, json, jpeg]` on an XPUB socket bound to `bind`.
 
     counters_for(stream) returns that stream's StreamCounters (None for a stream no longer known);
-    `published`, `publish_dropped` and `subscriber_overflows` are counted there. curve: anything with `secret_key_file`
-    and `clients_dir` (config's `publish.curve`); None = plain TCP, anyone may subscribe.
+    `published`, `publish_dropped` and `subscriber_overflows` are counted there. curve: anything
+    with `secret_key_file` and `clients_dir` (config's `publish.curve`); None = plain TCP, anyone
+    may subscribe.
     """
 
     def __init__(self, bind: str, boot: str, model: str,
@@ -229,7 +230,7 @@ class Publisher:
         self._count(stream, "subscriber_overflows")
         allowed, suppressed = self._overflow_log.allow("overflow")
         if allowed:
-            log.warning("stream %s: a subscriber is %d events behind (its queue is full); it misses events "
+            log.warning("stream %s: a subscriber's queue (send_hwm %d events) is full; it misses events "
                         "until it catches up and sees the gap in seq%s", stream, self._send_hwm,
                         " (%d more overflows in the last minute)" % suppressed if suppressed else "")
 
