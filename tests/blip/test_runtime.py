@@ -48,6 +48,13 @@ def test_runtime_options():
         create_runtime("onnxruntime", optimization="max")
 
 
+def test_intra_op_threads_sleep_unless_asked_to_spin():
+    key = "session.intra_op.allow_spinning"
+    assert create_runtime("onnxruntime", device=None).session_options().get_session_config_entry(key) == "0"
+    spinning = create_runtime("onnxruntime", device=None, spinning=True)
+    assert spinning.session_options().get_session_config_entry(key) == "1"
+
+
 def test_unknown_backend():
     with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
         create_runtime("tensorrt")
