@@ -150,4 +150,7 @@ def _stats_detail(e: Dict[str, Any]) -> str:
     latency = e.get("latency")
     if latency:
         text += " p95 %.0f ms" % latency.get("p95_ms", 0.0)
+    for key, label in (("publish_dropped", "events lost"), ("subscriber_overflows", "subscriber overflows")):
+        if e.get(key):  # shown only when something was lost: the usual line stays short
+            text += ", %s %s" % (label, e[key])
     return text

@@ -173,6 +173,10 @@ def test_pretty_formats():
     assert format_event(stream).endswith("stream    reconnecting (attempt 3, retry in 4.0 s)")
     stats = _event(StatsEvent.from_counters("demo", {"decoded": 30, "inferred": 3}, {}, 10.0, 0, None))
     assert "stats     decoded 30 inferred 3" in format_event(stats)
+    assert "lost" not in format_event(stats) and "overflows" not in format_event(stats)
+    lossy = _event(StatsEvent.from_counters("demo", {"decoded": 30, "publish_dropped": 2, "subscriber_overflows": 1},
+                                            {}, 10.0, 0, None))
+    assert format_event(lossy).endswith(", events lost 2, subscriber overflows 1")
     seen = {}
     format_event(cap, seen)
     cap["seq"] = 9
