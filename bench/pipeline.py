@@ -411,7 +411,8 @@ def print_report(info: Dict[str, Any], doc: Dict[str, Any], quick: bool) -> None
               "moved on anyway" % scene["static_lost_after_gate"])
     print("overload: %d streams, %.1fx capacity, %d frames in %.0f s%s; latency p50 %s s, p95 %s s, max %s s "
           "(publisher-side p95 %s s); bound = max_frame_age_s %.1f + model-only inference %.3f s = %.3f s; "
-          "median interval between completions in the daemon (its inference time when saturated) %s s; p95 over max_frame_age_s + that: %s" % (
+          "median interval between completions in the daemon (its inference time when saturated) %s s; "
+          "p95 over max_frame_age_s + that: %s" % (
               OVERLOAD_STREAMS, over["offered_over_capacity"], over["frames"], over["window_s"],
               " (--quick)" if quick and over["window_s"] < 60 else "", fmt(over["p50_latency_s"]),
               fmt(over["p95_latency_s"]), fmt(over["max_latency_s"]), fmt(over["publisher_p95_latency_s"]),
@@ -432,6 +433,15 @@ def print_report(info: Dict[str, Any], doc: Dict[str, Any], quick: bool) -> None
 
 
 # -- main -----------------------------------------------------------------------------------------
+def frame_size(text: str) -> Tuple[int, int]:
+    """'640x360' -> (640, 360); H.264 in yuv420p wants even sides."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) % 2 == 0 and int(height) % 2 == 0
+            and 16 <= int(width) <= 4096 and 16 <= int(height) <= 4096):
+        raise argparse.ArgumentTypeError("%r is not WxH with even sides from 16 to 4096" % text)
+    return int(width), int(height)
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", metavar="OUT", required=True, help="write the figures and details here")
@@ -440,7 +450,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="tests/models.py's tiny package (smoke run)")
     parser.add_argument("--tasks", default="match", help="comma list; match is always included (default match)")
     parser.add_argument("--package", metavar="DIR", help="use this model package instead of exporting one")
-    parser.add_argument("--size", default="640x360",
+    parser.add_argument("--size", type=frame_size, default=(640, 360),
                         help="clip size WxH (default 640x360, a camera substream; 1280x720 shows decoding cost)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (package, clips, configs, logs)")
     return parser.parse_args(argv)
@@ -453,10 +463,8 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
         plan = dataclasses.replace(plan, reps=args.reps)
     load_start = list(os.getloadavg())
     package = build_package(work, args, tasks)
-    width, _, height = args.size.partition("x")
-    size = (int(width), int(height))
-    moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S, size=size)
-    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]), size)
+    moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S, size=args.size)
+    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]), args.size)
     decode = common.decode_cpu(moving, STREAMS, plan.decode_s)
     engine = make_engine(package, tasks)
     frames = common.decode_frames(moving, 8)
@@ -479,10 +487,12 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
     doc.update(
         pipeline_over_model_only_spread=common.spread([r["ratio"] for r in reps if r.get("ratio")]),
         model="tiny" if args.tiny else ("package " + str(package) if args.package else "BLIP-base-sized, random"),
-        tasks=list(tasks), prompts=N_PROMPTS, streams=STREAMS, stream_size="%dx%d" % size, reps=plan.reps, quick=bool(args.quick),
+        tasks=list(tasks), prompts=N_PROMPTS, streams=STREAMS, stream_size="%dx%d" % args.size,
+        reps=plan.reps, quick=bool(args.quick),
         plan=plan.__dict__, model_only_inference_s=t_inf,
         decode_cpu_core_s_per_s=decode, decode_share_of_cores=decode / float(os.cpu_count() or 1),
-        other_cpu_s_per_frame=common.spread([r["other_cpu_s_per_frame"] for r in reps if "other_cpu_s_per_frame" in r]), max_frame_age_s=MAX_FRAME_AGE_S,
+        other_cpu_s_per_frame=common.spread([r["other_cpu_s_per_frame"] for r in reps if "other_cpu_s_per_frame" in r]),
+        max_frame_age_s=MAX_FRAME_AGE_S,
         targets={k: "%s %s" % v for k, v in TARGETS.items()},
         load_start=load_start, load_end=list(os.getloadavg()),
         reps_detail=reps, scene=scene, overload=overload,
