@@ -204,6 +204,30 @@ def test_a_stuck_subscriber_is_counted_and_the_others_lose_nothing(context, coun
     assert counters.get("probe", "subscriber_overflows") == 0  # probes went out before anyone was stuck
 
 
+def test_messages_from_a_raw_peer_are_read_and_dropped(context, counters):
+    """An XPUB hands peers' messages up; the publisher reads and drops them and keeps serving."""
+    publisher = make_publisher(counters)
+    publisher.start()
+    good = sub_socket(context, publisher.endpoint, rcvhwm=0)
+    peer = context.socket(zmq.XSUB)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.setsockopt(zmq.SNDTIMEO, int(DEADLINE_S * 1000))  # a send that blocks this long fails the test
+    peer.connect(publisher.endpoint)
+    try:
+        wait_joined(publisher, good)
+        for i in range(20000):  # not subscriptions, subscriptions and cancels, empty messages
+            peer.send([b"\x05not a subscription", b"\x01caption/x%d" % i, b"\x00caption/x%d" % i, b""][i % 4])
+        for i in range(100):
+            publisher.publish(caption(i))
+        seqs = [json.loads(p[1])["seq"] for p in recv_events(good, "demo", 100)]
+    finally:
+        for sock in (peer, good):
+            sock.close()
+        publisher.stop(timeout=2.0)
+    assert seqs == list(range(1, 101))
+    assert counters.get("demo", "publish_dropped") == 0
+
+
 def test_a_full_queue_counts_drops_and_leaves_a_seq_gap(context, counters):
     publisher = make_publisher(counters, queue_size=5)
     results = [publisher.publish(caption(i)) for i in range(8)]  # not started: nothing drains
