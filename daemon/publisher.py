@@ -181,11 +181,9 @@ class Publisher:
     def _loop(self, sock: zmq.Socket) -> None:
         while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=0.1)
+                self._send(sock, self._queue.get(timeout=0.1))
             except queue.Empty:
-                self._discard_inbound(sock)
-                continue
-            self._send(sock, item)
+                pass
             self._discard_inbound(sock)
         while time.monotonic() < self._deadline:  # flush on stop, bounded
             try:
