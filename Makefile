@@ -43,7 +43,7 @@ vermin: venv-test
 	$(VENV)/bin/vermin --target=3.8- --no-tips --violations --eval-annotations --exclude-regex $(RUNTIME_EXCLUDE) $(RUNTIME_CODE)
 
 schema: venv
-	$(PY) -m daemon.events > config/events.schema.json
+	$(PY) -m daemon.publish.events > config/events.schema.json
 
 test: sysdeps venv-test vermin
 	$(PY) -m pytest -q -p no:cacheprovider

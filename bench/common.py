@@ -237,7 +237,7 @@ class DaemonProcess:
         if counters:
             cmd = [sys.executable, "-m", "bench.common", "serve", str(self.config), str(self.counters_path)]
         else:
-            cmd = [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config)]
+            cmd = [sys.executable, "-m", "daemon.commands.cli", "run", "-c", str(self.config)]
         self._cmd = cmd
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.exit_code: Optional[int] = None
@@ -456,8 +456,8 @@ def temp_dir(prefix: str, keep: Optional[str]) -> Path:
 # -- the runner (`python -m bench.common serve CONFIG COUNTERS_JSON`) ----------------------------
 def serve(config: str, counters_out: str) -> int:
     """`blipd run` (Service.run until SIGTERM), then every stream's final counters as JSON."""
-    from daemon.config import load_config
-    from daemon.logsetup import setup_logging
+    from daemon.config.config import load_config
+    from daemon.ops.logsetup import setup_logging
     from daemon.service import Service
 
     settings = load_config(config)

@@ -61,7 +61,7 @@ def generated_config(work: Path, tiny: bool, package: Optional[str]) -> Tuple[Pa
 
 def endpoint_of(config: Path) -> str:
     """Where to connect for the config's `publish.bind` (a wildcard host becomes 127.0.0.1)."""
-    from daemon.config import load_config
+    from daemon.config.config import load_config
 
     bind = load_config(str(config)).publish.bind
     transport, _, address = bind.partition("://")

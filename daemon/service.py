@@ -11,15 +11,14 @@ import signal
 import threading
 import time
 import uuid
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from blip.errors import BlipError
-from daemon.check import load_package
-from daemon.config import Settings, check_tasks, diff_streams, load_config
+from daemon.config.config import Settings, check_tasks, diff_streams, load_config
 from daemon.errors import ConfigError, DaemonError
-from daemon.logsetup import setup_logging
-from daemon.streams import StreamSet
-from daemon.worker import Worker
+from daemon.ops.logsetup import setup_logging
+from daemon.pipeline.streams import StreamSet
+from daemon.pipeline.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +29,28 @@ STOP_BUDGET_S = 8.0
 TICK_S = 0.5
 
 
+def load_package(settings: Settings) -> Any:
+    """The config's model package (blip.package.ModelPackage), checked to have every task the
+    streams ask for; ConfigError `FILE:LINE: model.package: ...` otherwise. Shared by `check`,
+    start and reload so all three judge a package the same way."""
+    from blip.package import ModelPackage
+
+    try:
+        package = ModelPackage.load(str(settings.model.package))
+    except BlipError as exc:
+        raise ConfigError(settings.error_line(("model", "package"), str(exc).splitlines()[0])) from None
+    check_tasks(settings, set(package.tasks))
+    return package
+
+
 class Service:
     """The daemon: build with a validated config, then `run()` until a stop signal."""
 
     def __init__(self, settings: Settings, engine_factory=None) -> None:  # type: ignore[no-untyped-def]
-        from daemon.emit import Emitter
-        from daemon.health import Metrics, Notifier, ProgressMonitor
-        from daemon.publisher import Publisher
-        from daemon.scheduler import Scheduler
+        from daemon.pipeline.emit import Emitter
+        from daemon.ops.health import Metrics, Notifier, ProgressMonitor
+        from daemon.publish.publisher import Publisher
+        from daemon.pipeline.scheduler import Scheduler
 
         self.settings = settings
         self.boot = uuid.uuid4().hex[:12]

@@ -31,7 +31,7 @@ def free_tcp_endpoint() -> str:
 
 
 class DaemonProcess:
-    """`python -m daemon.cli run -c CONFIG` with stderr captured to a file; `prefix` goes before
+    """`python -m daemon.commands.cli run -c CONFIG` with stderr captured to a file; `prefix` goes before
     the command (tests/privileges.py's, so file modes apply to a daemon started by root)."""
 
     def __init__(self, config: Path, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> None:
@@ -44,7 +44,7 @@ class DaemonProcess:
 
     def __enter__(self) -> "DaemonProcess":
         self.proc = subprocess.Popen(
-            self.prefix + [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config)],
+            self.prefix + [sys.executable, "-m", "daemon.commands.cli", "run", "-c", str(self.config)],
             cwd=str(REPO), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self

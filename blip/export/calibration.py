@@ -29,7 +29,7 @@ from blip.errors import BlipError, ExportError
 from blip.image import import_cv2
 from blip.package import ModelPackage, Preprocess
 from blip.preprocess import preprocess
-from daemon.redact import redact_url
+from blip.redact import redact_url
 
 log = logging.getLogger(__name__)
 

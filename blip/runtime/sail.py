@@ -16,7 +16,7 @@ Facts this module is built around (reference/sophon-sail.md):
   float32 and are cast to int64.
 - `sail.Sail*Error` subclass Exception, not RuntimeError, and C++ errors arrive as RuntimeError:
   both become one-line BackendErrors. sail 3.9.0 calls exit() on some errors; nothing can catch
-  that (daemon/preflight.py warns about 3.9.0).
+  that (daemon/ops/preflight.py warns about 3.9.0).
 """
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Tuple

@@ -7,11 +7,11 @@ from typing import Dict, Optional
 
 import pytest
 
-from daemon.config import (
+from daemon.config.config import (
     DEFAULT_FIELDS, Settings, StreamConfig, check_tasks, diff_streams, load_config,
 )
 from daemon.errors import ConfigError
-from daemon.redact import redact_text, redact_url, url_secrets
+from blip.redact import redact_text, redact_url, url_secrets
 from tests.privileges import ran_in_child
 
 SECRET = "hunter2-Zq9"

@@ -9,7 +9,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from daemon.curve import KeyFileError, load_server_secret, write_keypair
+from daemon.publish.curve import KeyFileError, load_server_secret, write_keypair
 from daemon.errors import PublishError
 from tests.privileges import ran_in_child
 from tests.daemon.test_publisher import Counters, caption, make_publisher, sub_socket

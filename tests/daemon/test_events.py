@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from daemon.counters import DROP_REASONS, StreamCounters
-from daemon.events import (AnswerEvent, CaptionEvent, DropCounts, LatencySummary, MatchEvent, Stamp,
+from daemon.publish.events import (AnswerEvent, CaptionEvent, DropCounts, LatencySummary, MatchEvent, Stamp,
                            StatsEvent, StreamEvent, iso_time, json_schema, schema_text)
-from daemon.frames import Frame
-from daemon.tracking import MatchPhase
+from daemon.pipeline.frames import Frame
+from daemon.pipeline.tracking import MatchPhase
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STAMP = Stamp(seq=7, boot="b0a1", model="demo", latency_ms=12.5)
@@ -122,6 +122,6 @@ def test_bad_values_fail_early():
 def test_committed_schema_is_the_generated_one():
     committed = (ROOT / "config" / "events.schema.json").read_text(encoding="utf-8")
     assert committed == schema_text()
-    out = subprocess.run([sys.executable, "-m", "daemon.events"], cwd=str(ROOT), check=True,
+    out = subprocess.run([sys.executable, "-m", "daemon.publish.events"], cwd=str(ROOT), check=True,
                          stdout=subprocess.PIPE, timeout=60).stdout.decode("utf-8")
     assert out == committed

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.counters import StreamCounters
-from daemon.health import Metrics, Notifier, ProgressMonitor, WatchdogPinger
-from daemon.metrics import MetricsServer
+from daemon.ops.health import Metrics, Notifier, ProgressMonitor, WatchdogPinger
+from daemon.ops.metrics import MetricsServer
 
 
 @pytest.fixture

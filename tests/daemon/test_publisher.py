@@ -11,10 +11,10 @@ import zmq
 
 from daemon.counters import StreamCounters
 from daemon.errors import PublishError
-from daemon.events import CaptionEvent, Event, StreamEvent, json_schema
-from daemon.frames import Frame
-from daemon.publisher import Publisher
-from daemon.snapshot import encode_snapshot
+from daemon.publish.events import CaptionEvent, Event, StreamEvent, json_schema
+from daemon.pipeline.frames import Frame
+from daemon.publish.publisher import Publisher
+from daemon.publish.snapshot import encode_snapshot
 
 DEADLINE_S = 15.0
 

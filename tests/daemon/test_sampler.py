@@ -5,9 +5,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from daemon.sampler import Sampler
-from daemon.sources.base import SourceSpec
-from daemon.sources.opencv_source import OpenCVSource
+from daemon.pipeline.sampler import Sampler
+from daemon.pipeline.sources.base import SourceSpec
+from daemon.pipeline.sources.opencv_source import OpenCVSource
 
 
 def due_indices(sampler: Sampler, pts: List[float]) -> List[int]:
@@ -115,7 +115,7 @@ def test_gate_compares_with_the_last_inferred_frame_not_the_last_let_through() -
     the reference: the next identical frame still counts as changed."""
     import numpy as np
 
-    from daemon.sampler import Sampler
+    from daemon.pipeline.sampler import Sampler
 
     sampler = Sampler(every_s=0, scene_change=0.05, max_skip_s=100)
     dark = np.zeros((36, 64, 3), np.uint8)

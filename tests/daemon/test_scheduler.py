@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from daemon.counters import StreamCounters
-from daemon.frames import Frame
-from daemon.scheduler import Scheduler
+from daemon.pipeline.frames import Frame
+from daemon.pipeline.scheduler import Scheduler
 
 IMAGE = np.zeros((2, 2, 3), np.uint8)
 

@@ -7,9 +7,9 @@ from typing import Callable, Dict, List
 import numpy as np
 import pytest
 
-from daemon.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec, to_bgr
-from daemon.sources.factory import make_source, source_class
-from daemon.sources.opencv_source import OpenCVSource
+from daemon.pipeline.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec, to_bgr
+from daemon.pipeline.sources.factory import make_source, source_class
+from daemon.pipeline.sources.opencv_source import OpenCVSource
 from tests import media
 from tests.privileges import ran_in_child
 from tests.rtsp import RtspServer, closed_port
@@ -140,7 +140,7 @@ def test_factory_picks_and_refuses_decoders(clips: Dict[str, Path]) -> None:
 
 def test_missing_decoder_package_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, clips: Dict[str, Path]) -> None:
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
-    monkeypatch.delitem(sys.modules, "daemon.sources.pyav_source", raising=False)
+    monkeypatch.delitem(sys.modules, "daemon.pipeline.sources.pyav_source", raising=False)
     with pytest.raises(DecoderUnavailable) as info:
         make_source(file_spec(clips["short"], decoder="pyav"))
     assert str(info.value) == "stream cam: decoder pyav is not available (av not installed)"

@@ -6,9 +6,9 @@ from typing import List
 
 import pytest
 
-from daemon.events import AnswerEvent, MatchEvent, StatsEvent, StreamEvent
-from daemon.publisher import Publisher
-from daemon.subscriber import format_event, run_subscriber
+from daemon.publish.events import AnswerEvent, MatchEvent, StatsEvent, StreamEvent
+from daemon.publish.publisher import Publisher
+from daemon.commands.sub import format_event, run_subscriber
 from tests.daemon.test_curve import Settings, keys  # noqa: F401  (fixture)
 from tests.daemon.test_publisher import Counters, caption, make_publisher
 
@@ -152,7 +152,7 @@ def test_ctrl_c_exits_0():
 
 
 def _event(e) -> dict:
-    from daemon.events import Stamp
+    from daemon.publish.events import Stamp
 
     return json.loads(e.to_json(Stamp(5, "b", "demo", 3.0)))
 

@@ -11,12 +11,12 @@ from typing import Callable, Dict, Iterator, List, Optional
 import numpy as np
 import pytest
 
-from daemon.backoff import Backoff
+from daemon.pipeline.sources.backoff import Backoff
 from daemon.counters import StreamCounters
-from daemon.frames import Frame
-from daemon.sampler import Sampler
-from daemon.sources.base import Source, SourceEnded, SourceError, SourceSpec
-from daemon.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
+from daemon.pipeline.frames import Frame
+from daemon.pipeline.sampler import Sampler
+from daemon.pipeline.sources.base import Source, SourceEnded, SourceError, SourceSpec
+from daemon.pipeline.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
 from tests.rtsp import RtspServer, closed_port
 
 HAVE_AV = importlib.util.find_spec("av") is not None
@@ -210,7 +210,7 @@ def test_unexpected_error_is_logged_once_with_traceback_then_reconnects(
     sup = StreamSupervisor(spec, Sampler(0.0), broken_sink, StreamCounters("cam"), rec.on_state, FAST,
                            source_factory=ScriptedSource)
     started.append(sup)
-    with caplog.at_level(logging.WARNING, logger="daemon.sources.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="daemon.pipeline.sources.supervisor"):
         sup.start()
         rec.wait(lambda: rec.count(S.RECONNECTING) >= 3, what="three reconnects")
         sup.stop(timeout=5)

@@ -3,7 +3,7 @@ from typing import List, Optional, Sequence
 
 import pytest
 
-from daemon.tracking import MatchPhase, PromptTracker, StreamTrackers
+from daemon.pipeline.tracking import MatchPhase, PromptTracker, StreamTrackers
 
 
 def _run(tracker: PromptTracker, scores: Sequence[float], dt: float = 1.0, t0: float = 1000.0):
@@ -103,7 +103,7 @@ def test_bad_settings_name_the_prompt(kwargs):
 def test_settling_while_the_score_lags_or_the_dwell_runs() -> None:
     """The scene gate keeps frames coming while `settling`: a lagging smoothed score or a start
     waiting for its dwell; once the phase is decided and the score converged, it is not."""
-    from daemon.tracking import PromptTracker
+    from daemon.pipeline.tracking import PromptTracker
 
     tracker = PromptTracker("p", "a red circle", enter=0.6, exit=0.3, dwell_s=1.0, smoothing=0.5)
     assert not tracker.settling

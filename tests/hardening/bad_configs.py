@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from daemon.curve import write_keypair
+from daemon.publish.curve import write_keypair
 
 MARKER = "# <-"
 SECRET = "Hunter2Secret"

@@ -26,7 +26,7 @@ def ctx(tiny_package: Path, caption_only_package: Path, clips, tmp_path: Path) -
 def blipd_check(config: Path) -> "tuple":
     """(exit code, stdout, stderr, wall seconds) of `blipd check -c CONFIG` in a subprocess."""
     started = time.monotonic()
-    command = command_prefix() + [sys.executable, "-m", "daemon.cli", "check", "-c", str(config)]
+    command = command_prefix() + [sys.executable, "-m", "daemon.commands.cli", "check", "-c", str(config)]
     proc = subprocess.run(command, cwd=str(REPO),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started

@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
-from daemon.config import load_config
+from daemon.config.config import load_config
 from daemon.service import Service
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 from tests.hardening import probes

@@ -16,7 +16,7 @@ import yaml
 import zmq
 import zmq.auth
 
-from daemon.curve import write_keypair
+from daemon.publish.curve import write_keypair
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 from tests.hardening import probes
 

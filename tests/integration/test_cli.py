@@ -17,7 +17,7 @@ from tests.integration.conftest import base_config, stream_entry
 
 
 def blipd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], cwd=str(REPO), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "daemon.commands.cli", *args], cwd=str(REPO), capture_output=True,
                           text=True, timeout=timeout)
 
 

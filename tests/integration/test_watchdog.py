@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import pytest
 
 from blip.engine import EngineResult
-from daemon.config import load_config
+from daemon.config.config import load_config
 from daemon.service import Service
 from tests.daemon_proc import free_tcp_endpoint
 from tests.integration.conftest import base_config, stream_entry

@@ -24,7 +24,7 @@ def test_daemon_runs_backend_and_decoder_sail(request, layout, tmp_path):
     config["model"]["backend"] = "sail"
     path = tmp_path / "blipd.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    check = subprocess.run([sys.executable, "-m", "daemon.cli", "check", "-c", str(path)], cwd=str(REPO),
+    check = subprocess.run([sys.executable, "-m", "daemon.commands.cli", "check", "-c", str(path)], cwd=str(REPO),
                            env=fake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     # no SOPHON device nodes here: the preflight must say so and refuse a config that needs sail
     assert check.returncode != 0 and b"SOPHON" in check.stdout, check.stdout.decode()[-2000:]

@@ -1,4 +1,4 @@
-"""daemon/sources/sail_decoder.py on the sail double: files, RTSP, version-specific end codes, and
+"""daemon/pipeline/sources/sail_decoder.py on the sail double: files, RTSP, version-specific end codes, and
 the URL password that sail.Decoder prints to stdout kept out of the process's output."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from daemon.errors import SourceError
-from daemon.sources.base import SourceEnded, SourceSpec
+from daemon.pipeline.sources.base import SourceEnded, SourceSpec
 from tests.media import make_clip, make_random_bytes
 from tests.rtsp import RtspServer, closed_port
 from tests.sail.conftest import REPO, fake_env
@@ -24,7 +24,7 @@ def clip(tmp_path_factory):
 
 
 def source(url, **kw):
-    from daemon.sources.sail_decoder import SailSource
+    from daemon.pipeline.sources.sail_decoder import SailSource
 
     kw.setdefault("is_live", "://" in url)
     return SailSource(SourceSpec(name="cam", url=url, decoder="sail", **kw))
@@ -123,8 +123,8 @@ def test_rtsp_open_failure_is_redacted(sail):
 _CHILD = textwrap.dedent("""
     import logging, sys
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    from daemon.sources.base import SourceSpec
-    from daemon.sources.sail_decoder import SailSource
+    from daemon.pipeline.sources.base import SourceSpec
+    from daemon.pipeline.sources.sail_decoder import SailSource
     for url in sys.argv[1:]:
         src = SailSource(SourceSpec(name="cam", url=url, decoder="sail", read_timeout_s=3.0))
         try:

@@ -1,10 +1,10 @@
-"""daemon/preflight.py: on this (non-SOPHON) machine, and on the sail double with fake device nodes."""
+"""daemon/ops/preflight.py: on this (non-SOPHON) machine, and on the sail double with fake device nodes."""
 import os
 import sys
 
 import pytest
 
-from daemon.preflight import failed, run_preflight
+from daemon.ops.preflight import failed, run_preflight
 from tests.sail.conftest import FAKES
 
 pytestmark = pytest.mark.sail

@@ -20,7 +20,7 @@ import yaml
 
 from blip.preprocess import preprocess
 from daemon.errors import ConfigError
-from daemon.sources.base import DevicePreprocess, SourceSpec
+from daemon.pipeline.sources.base import DevicePreprocess, SourceSpec
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint
 from tests.integration.conftest import base_config, stream_entry
 from tests.media import make_clip
@@ -55,7 +55,7 @@ def plan(sizes: Tuple[int, ...] = (64,), interpolation: str = "bicubic") -> Devi
 
 
 def open_source(url: str, preprocess_plan: DevicePreprocess):  # type: ignore[no-untyped-def]
-    from daemon.sources.sail_decoder import SailSource
+    from daemon.pipeline.sources.sail_decoder import SailSource
 
     src = SailSource(SourceSpec(name="cam", url=url, is_live=False, decoder="sail", preprocess=preprocess_plan))
     src.open()
@@ -132,7 +132,7 @@ def test_chips_without_bicubic_resize_bilinear_within_the_documented_tolerance(b
     ("bicubic", "CV186AH", "bilinear"), ("bicubic", "unknown", "bilinear"), ("bilinear", "BM1684", "bilinear"),
 ])
 def test_resize_algorithm_per_chip_and_package(interpolation, target, expected):
-    from daemon.sources.sail_decoder import resize_algorithm
+    from daemon.pipeline.sources.sail_decoder import resize_algorithm
 
     assert resize_algorithm(interpolation, target) == expected
 
@@ -149,7 +149,7 @@ def test_a_bmcv_failure_leaves_the_frame_to_the_cpu_and_is_logged_once(clip, sai
         raise sail.SailBMImageError("bmcv api fail")
 
     monkeypatch.setattr(sail.Bmcv, "convert_to", refuse)
-    caplog.set_level(logging.WARNING, logger="daemon.sources.sail_decoder")
+    caplog.set_level(logging.WARNING, logger="daemon.pipeline.sources.sail_decoder")
     frames = device_frames(str(clip), plan())
     assert len(frames) == 10
     assert all(image is not None and pixels is None for image, pixels in frames)
@@ -168,9 +168,9 @@ def test_without_a_plan_the_sail_source_gives_no_pixels(clip, sail):
 
 def test_the_supervisor_hands_device_pixels_on_with_the_frame(clip, sail):
     from daemon.counters import StreamCounters
-    from daemon.frames import Frame
-    from daemon.sampler import Sampler
-    from daemon.sources.supervisor import SourceState, StreamSupervisor, SupervisorPolicy
+    from daemon.pipeline.frames import Frame
+    from daemon.pipeline.sampler import Sampler
+    from daemon.pipeline.sources.supervisor import SourceState, StreamSupervisor, SupervisorPolicy
 
     sail._configure(chip="BM1684")
     spec = SourceSpec(name="cam", url=str(clip), is_live=False, realtime=False, decoder="sail", preprocess=plan((64,)))
@@ -198,7 +198,7 @@ def test_the_supervisor_hands_device_pixels_on_with_the_frame(clip, sail):
 
 
 def test_device_preprocess_asks_for_the_sizes_of_the_tasks_a_stream_runs():
-    from daemon.streams import device_preprocess
+    from daemon.pipeline.streams import device_preprocess
 
     sizes = {"caption": 384, "match": 384, "answer": 480}
     package = SimpleNamespace(
@@ -316,7 +316,7 @@ streams:
 
 
 def load_text(tmp_path, text):  # type: ignore[no-untyped-def]
-    from daemon.config import load_config
+    from daemon.config.config import load_config
 
     path = tmp_path / "blipd.yaml"
     path.write_text(text)
@@ -364,7 +364,7 @@ class RecordingEngine:
 @pytest.mark.integration
 def test_the_service_wires_device_pixels_from_the_decoder_to_the_engine(seed_package, clip, tmp_path):
     """config -> StreamSet (sizes of the stream's tasks) -> SailSource -> Frame -> Worker -> Engine."""
-    from daemon.config import load_config
+    from daemon.config.config import load_config
     from daemon.service import Service
 
     config = base_config(seed_package.path, free_tcp_endpoint(), [stream_entry("file", str(clip), loop=True, decoder="sail")])
@@ -387,7 +387,7 @@ def test_the_service_wires_device_pixels_from_the_decoder_to_the_engine(seed_pac
 
 @pytest.mark.integration
 def test_daemon_publishes_schema_valid_captions_with_tpu_preprocessing(seed_package, tmp_path):
-    from daemon.events import json_schema
+    from daemon.publish.events import json_schema
 
     clip = make_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size=(160, 96))
     endpoint = free_tcp_endpoint()

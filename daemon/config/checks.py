@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 from urllib.parse import unquote, urlsplit
 
-from daemon.yaml_loader import KeyPath, format_key_path
+from daemon.config.yaml_loader import KeyPath, format_key_path
 
 Problem = Tuple[KeyPath, str]
 

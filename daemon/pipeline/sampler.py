@@ -113,7 +113,7 @@ class Sampler:
 
     def hold_open(self, flag: bool) -> None:
         """While set, the gate lets every due frame through (a worker sets it while a prompt's
-        phase is still settling: see daemon.tracking.PromptTracker.settling)."""
+        phase is still settling: see daemon.pipeline.tracking.PromptTracker.settling)."""
         with self._lock:
             self._hold_open = flag
 

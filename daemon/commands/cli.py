@@ -25,13 +25,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from daemon.check import run_check
+    from daemon.commands.check import run_check
 
     return run_check(args.config, out=sys.stdout)
 
 
 def cmd_sub(args: argparse.Namespace) -> int:
-    from daemon.subscriber import run_subscriber
+    from daemon.commands.sub import run_subscriber
 
     return run_subscriber(
         args.endpoint,
@@ -45,13 +45,13 @@ def cmd_sub(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from daemon.demo import run_demo
+    from daemon.commands.demo import run_demo
 
     return run_demo(args.config, seconds=args.seconds)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from daemon.curve import write_keypair
+    from daemon.publish.curve import write_keypair
 
     public, secret = write_keypair(args.out, args.name)
     sys.stdout.write("public key: %s\nsecret key: %s (mode 0600)\n" % (public, secret))

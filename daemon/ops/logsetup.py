@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any, Iterable, MutableMapping, Optional, Tuple
 
-from daemon.redact import redact_text
+from blip.redact import redact_text
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(stream)s] %(message)s"
 

@@ -4,23 +4,8 @@ Exit 0 when the daemon would start, 2 with one line per problem otherwise.
 """
 from typing import Any, List, TextIO
 
-from blip.errors import BlipError
-from daemon.config import Settings, check_tasks, load_config
-from daemon.errors import ConfigError
-
-
-def load_package(settings: Settings) -> Any:
-    """The config's model package (blip.package.ModelPackage), checked to have every task the
-    streams ask for; ConfigError `FILE:LINE: model.package: ...` otherwise. Shared by `check`,
-    start and reload so all three judge a package the same way."""
-    from blip.package import ModelPackage
-
-    try:
-        package = ModelPackage.load(str(settings.model.package))
-    except BlipError as exc:
-        raise ConfigError(settings.error_line(("model", "package"), str(exc).splitlines()[0])) from None
-    check_tasks(settings, set(package.tasks))
-    return package
+from daemon.config.config import load_config
+from daemon.service import load_package
 
 
 def run_check(config_path: str, out: TextIO) -> int:
@@ -33,7 +18,7 @@ def run_check(config_path: str, out: TextIO) -> int:
         s.decoder == "sail" for s in settings.streams
     )
     try:
-        from daemon.preflight import run_preflight
+        from daemon.ops.preflight import run_preflight
     except ImportError:
         run_preflight = None  # type: ignore[assignment]
     if run_preflight is not None:

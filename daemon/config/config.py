@@ -17,13 +17,13 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Un
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from typing_extensions import Annotated, Literal
 
-from daemon.config_checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
+from daemon.config.checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
     LIVE_SCHEMES, check_credential_dir, check_secret_file, cross_checks, is_live_url, normalize_url,
 )
-from daemon.config_errors import validation_lines
+from daemon.config.errors import validation_lines
 from daemon.errors import ConfigError
-from daemon.redact import redact_url, url_secrets
-from daemon.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
+from blip.redact import redact_url, url_secrets
+from daemon.config.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
 
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _NAME_RULE = "must be 1-64 characters of a-z, 0-9, '_' and '-'"

@@ -16,7 +16,7 @@ import av.error
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
+from daemon.pipeline.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
 
 NOT_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf"}
 """Codecs FFmpeg uses to render text files as "video": not a camera."""

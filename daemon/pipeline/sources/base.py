@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.redact import redact_text, redact_url, url_secrets
+from blip.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
     "DecoderUnavailable", "DevicePreprocess", "Source", "SourceEnded", "SourceError", "SourceSpec",

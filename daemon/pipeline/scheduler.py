@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from daemon.counters import StreamCounters
-from daemon.frames import Frame
+from daemon.pipeline.frames import Frame
 
 log = logging.getLogger(__name__)
 

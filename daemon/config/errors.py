@@ -8,7 +8,7 @@ from typing import Any, List, Mapping, Optional, Type
 
 from pydantic import BaseModel, ValidationError
 
-from daemon.yaml_loader import KeyPath, LoadedYaml, format_error, line_of
+from daemon.config.yaml_loader import KeyPath, LoadedYaml, format_error, line_of
 
 
 def _unwrap_model(annotation: Any) -> Optional[Type[BaseModel]]:

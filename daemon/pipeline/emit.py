@@ -6,10 +6,10 @@ stream's trackers, which turn them into start / update / end phases.
 """
 from typing import Mapping, Optional
 
-from daemon.events import AnswerEvent, CaptionEvent, Event, MatchEvent
-from daemon.frames import Frame
-from daemon.snapshot import encode_snapshot
-from daemon.stream_state import StreamState
+from daemon.publish.events import AnswerEvent, CaptionEvent, Event, MatchEvent
+from daemon.pipeline.frames import Frame
+from daemon.publish.snapshot import encode_snapshot
+from daemon.pipeline.stream_state import StreamState
 
 
 class Emitter:

@@ -21,7 +21,7 @@ from typing import List, Optional
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
+from daemon.pipeline.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
 
 CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 os.environ.setdefault(CAPTURE_OPTIONS_ENV, "rtsp_transport;tcp")

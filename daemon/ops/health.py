@@ -1,6 +1,6 @@
 """Is inference making progress? Decides whether the main thread may ping the systemd watchdog.
 
-(Notifier and Metrics live in daemon.notify and daemon.metrics; they are re-exported here.)
+(Notifier and Metrics live in daemon.ops.notify and daemon.ops.metrics; they are re-exported here.)
 
 A wedged worker (a driver call that never returns) keeps the process alive but useless; withholding
 WATCHDOG=1 then lets systemd restart us. Idle is healthy: no frame waiting means nothing is due.
@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Callable, Dict, Iterator, Optional
 
-from daemon.metrics import Metrics, MetricsServer
-from daemon.notify import Notifier
+from daemon.ops.metrics import Metrics, MetricsServer
+from daemon.ops.notify import Notifier
 
 __all__ = ["Metrics", "MetricsServer", "Notifier", "ProgressMonitor", "WatchdogPinger"]
 

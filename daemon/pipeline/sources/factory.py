@@ -3,12 +3,12 @@ when a stream asks for them, so a machine without sophon.sail never imports it."
 import importlib
 from typing import Callable, Dict, Tuple
 
-from daemon.sources.base import DecoderUnavailable, Source, SourceSpec
+from daemon.pipeline.sources.base import DecoderUnavailable, Source, SourceSpec
 
 DECODERS: Dict[str, Tuple[str, str]] = {
-    "opencv": ("daemon.sources.opencv_source", "OpenCVSource"),
-    "pyav": ("daemon.sources.pyav_source", "PyAVSource"),
-    "sail": ("daemon.sources.sail_decoder", "SailSource"),
+    "opencv": ("daemon.pipeline.sources.opencv_source", "OpenCVSource"),
+    "pyav": ("daemon.pipeline.sources.pyav_source", "PyAVSource"),
+    "sail": ("daemon.pipeline.sources.sail_decoder", "SailSource"),
 }
 """decoder name -> (module, class). `auto` means opencv on this platform."""
 

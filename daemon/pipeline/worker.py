@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
-from daemon.emit import Emitter
-from daemon.frames import Frame
-from daemon.ratelimit import RateLimiter
-from daemon.stream_state import StreamState
+from daemon.pipeline.emit import Emitter
+from daemon.pipeline.frames import Frame
+from daemon.ops.ratelimit import RateLimiter
+from daemon.pipeline.stream_state import StreamState
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Worker:
         next_frame: Callable[[float], Optional[Frame]],
         state_of: Callable[[str], Optional[StreamState]],
         emitter: Emitter,
-        progress,  # type: ignore[no-untyped-def]  # daemon.health.ProgressMonitor
+        progress,  # type: ignore[no-untyped-def]  # daemon.ops.health.ProgressMonitor
         observe_latency: Callable[[str, float], None],
         on_orphan: Optional[Callable[[Frame], None]] = None,
     ) -> None:

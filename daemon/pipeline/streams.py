@@ -5,14 +5,14 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from daemon.config import ResolvedStream, Settings, StreamDiff
+from daemon.config.config import ResolvedStream, Settings, StreamDiff
 from daemon.counters import StreamCounters
-from daemon.events import StatsEvent, StreamEvent
-from daemon.logsetup import stream_logger
-from daemon.sampler import Sampler
-from daemon.sources.base import DevicePreprocess, SourceSpec
-from daemon.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
-from daemon.stream_state import StreamState
+from daemon.publish.events import StatsEvent, StreamEvent
+from daemon.ops.logsetup import stream_logger
+from daemon.pipeline.sampler import Sampler
+from daemon.pipeline.sources.base import DevicePreprocess, SourceSpec
+from daemon.pipeline.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
+from daemon.pipeline.stream_state import StreamState
 
 log = logging.getLogger(__name__)
 

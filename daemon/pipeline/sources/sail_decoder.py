@@ -43,7 +43,7 @@ import numpy as np
 
 from blip.runtime.sail import one_line, sail_errors
 from daemon.errors import SourceError
-from daemon.sources.base import (
+from daemon.pipeline.sources.base import (
     DecoderUnavailable, DevicePreprocess, Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr,
 )
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence, TextIO, Tuple
 import zmq
 import zmq.auth
 
-from daemon.curve import KeyFileError, load_public_key
+from daemon.publish.curve import KeyFileError, load_public_key
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import sys
 import threading
 from typing import Optional
 
-from daemon.config import load_config
-from daemon.subscriber import run_subscriber
+from daemon.config.config import load_config
+from daemon.commands.sub import run_subscriber
 
 STOP_TIMEOUT_S = 15.0
 
@@ -20,7 +20,7 @@ def run_demo(config_path: str, seconds: Optional[float] = None) -> int:
     """Start `blipd run`, subscribe to everything it publishes, stop both on Ctrl-C or after `seconds`."""
     settings = load_config(config_path)
     endpoint = settings.publish.bind.replace("*", "127.0.0.1").replace("0.0.0.0", "127.0.0.1")
-    child = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "-c", config_path], env=dict(os.environ))
+    child = subprocess.Popen([sys.executable, "-m", "daemon.commands.cli", "run", "-c", config_path], env=dict(os.environ))
     stop = threading.Event()
     if seconds is not None:
         timer = threading.Timer(seconds, stop.set)

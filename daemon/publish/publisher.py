@@ -23,10 +23,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import zmq
 
 from daemon.counters import StreamCounters
-from daemon.curve import CurveServer, KeyFileError
+from daemon.publish.curve import CurveServer, KeyFileError
 from daemon.errors import PublishError
-from daemon.events import Event, LatencySummary, Stamp
-from daemon.ratelimit import RateLimiter
+from daemon.publish.events import Event, LatencySummary, Stamp
+from daemon.ops.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ still serialises *opens* behind a global lock, so a dead camera can delay anothe
 (re)open by its open timeout; reads of open streams are not affected.
 
 Policy:
-- live streams reconnect forever with exponential backoff and jitter (daemon.backoff); the attempt
+- live streams reconnect forever with exponential backoff and jitter (daemon.pipeline.sources.backoff); the attempt
   counter resets once a connection stayed up for `healthy_after_s`;
 - stall watchdog: the source's read timeout is lowered to `stall_timeout_s`, so a read on a silent
   camera returns within it; a read that returns (with or without a frame) after (about)
@@ -32,13 +32,13 @@ import threading
 import time
 from typing import Callable, Optional
 
-from daemon.backoff import Backoff
+from daemon.pipeline.sources.backoff import Backoff
 from daemon.counters import StreamCounters
-from daemon.frames import Frame
-from daemon.logsetup import stream_logger
-from daemon.sampler import Sampler
-from daemon.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec
-from daemon.sources.factory import make_source
+from daemon.pipeline.frames import Frame
+from daemon.ops.logsetup import stream_logger
+from daemon.pipeline.sampler import Sampler
+from daemon.pipeline.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec
+from daemon.pipeline.sources.factory import make_source
 
 STALL_RATIO = 0.8
 """A failed read after this share of stall_timeout_s without frames counts as a stall (timer slack)."""

@@ -9,8 +9,8 @@ import threading
 from typing import Deque, Dict, Optional
 
 from daemon.counters import StreamCounters
-from daemon.logsetup import stream_logger
-from daemon.tracking import PromptTracker, StreamTrackers
+from daemon.ops.logsetup import stream_logger
+from daemon.pipeline.tracking import PromptTracker, StreamTrackers
 
 LATENCY_WINDOW = 512
 """Latency samples kept per stream for the stats percentiles (bounded memory)."""
@@ -24,7 +24,7 @@ class StreamState:
         self.name: str = config.name
         self.counters = counters
         self.lock = threading.Lock()
-        self.log: logging.LoggerAdapter = stream_logger("daemon.worker", self.name)  # type: ignore[type-arg]
+        self.log: logging.LoggerAdapter = stream_logger("daemon.pipeline.worker", self.name)  # type: ignore[type-arg]
         self.trackers = StreamTrackers(
             self.name,
             [
@@ -41,7 +41,7 @@ class StreamState:
             ],
         )
         self.last_frame = None  # type: Optional[object]
-        self.sampler = None  # type: Optional[object]  # daemon.sampler.Sampler: told which frames were inferred
+        self.sampler = None  # type: Optional[object]  # daemon.pipeline.sampler.Sampler: told which frames were inferred
         self.snapshot = None  # type: Optional[bytes]
         self.snapshot_frame = None  # type: Optional[object]
         self.next_caption = float("-inf")
