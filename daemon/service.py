@@ -70,6 +70,7 @@ class Service:
             linger_ms=settings.publish.linger_ms,
             queue_size=settings.publish.queue_size,
             curve=settings.publish.curve,
+            source=settings.name,
         )
         self.emitter = Emitter(self.publisher, settings.publish)
         self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics, device=settings.model.device,

@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad input (config, image, package, a
 Heavy imports (onnxruntime, cv2, torch for export) happen inside the command that needs them.
 """
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -11,6 +12,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_MODEL = "models/demo"
+COMMAND_MODULES = ("doctor", "console", "bridge", "relay", "scan", "tune", "quantize")
+"""Commands that live in daemon/commands/<name>.py, each with `HELP` (one line), `configure(parser)`
+and `run(args) -> exit code`; their modules import only the standard library at the top so
+building the parser stays cheap."""
 
 
 def _err(message: str) -> None:
@@ -191,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--chip", required=True, choices=["bm1684", "bm1684x", "bm1688", "cv186ah"])
     seed.add_argument("--name", default=None)
     seed.set_defaults(func=cmd_package_seed)
+
+    for name in COMMAND_MODULES:
+        module_name = "daemon.commands.%s" % name
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(command)
+        command.set_defaults(func=module.run)
     return parser
 
 

@@ -141,4 +141,6 @@ def cross_checks(settings: Any) -> List[Problem]:
             key = "backoff_max_s" if stream.backoff_max_s is not None else "backoff_initial_s"
             problems.append((base + (key,), "backoff_max_s (%g) must be at least backoff_initial_s (%g)"
                              % (resolved.backoff_max_s, resolved.backoff_initial_s)))
+        if stream.realtime is False and stream.is_live:
+            problems.append((base + ("realtime",), "realtime: false applies to files only, not to live URLs"))
     return problems + tpu_preprocess_checks(settings)

@@ -164,6 +164,8 @@ class StreamDefaults(_Section):
     backoff_initial_s: Seconds = 1.0
     backoff_max_s: Seconds = 60.0
     update_every_s: Seconds = 5.0
+    realtime: bool = True
+    """Files only: false reads as fast as the workers keep up (no frame dropped for age)."""
 
     @field_validator("backoff_max_s")
     @classmethod
@@ -194,6 +196,8 @@ class PromptConfig(_Section):
     exit: float = Field(0.5, ge=0, lt=1)
     dwell_s: float = Field(2.0, ge=0)
     smoothing: float = Field(0.5, gt=0, le=1)
+    cooldown_s: float = Field(0.0, ge=0)
+    """Minimum time between a match's `end` and the prompt's next `start`."""
 
     _id = field_validator("id")(_check_name)
     _text = field_validator("text", mode="before")(_non_empty_text)
@@ -244,6 +248,7 @@ class ResolvedStream:
     backoff_initial_s: float
     backoff_max_s: float
     update_every_s: float
+    realtime: bool
     caption: CaptionSettings
     prompts: Tuple[PromptConfig, ...]
     questions: Tuple[QuestionConfig, ...]
@@ -276,6 +281,7 @@ class StreamConfig(_Section):
     backoff_initial_s: Optional[Seconds] = None
     backoff_max_s: Optional[Seconds] = None
     update_every_s: Optional[Seconds] = None
+    realtime: Optional[bool] = None
     caption: CaptionSettings = CaptionSettings()
     prompts: Tuple[PromptConfig, ...] = ()
     questions: Tuple[QuestionConfig, ...] = ()
@@ -324,6 +330,8 @@ class StreamConfig(_Section):
 class Settings(_Section):
     """The whole config file. Built by `load_config`, which also records where it came from."""
 
+    name: Optional[str] = None
+    """This box's name: every event carries it as `source` so a fleet's subscribers tell boxes apart."""
     model: ModelSettings
     publish: PublishSettings = PublishSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -331,6 +339,7 @@ class Settings(_Section):
     defaults: StreamDefaults = StreamDefaults()
     streams: Tuple[StreamConfig, ...]
 
+    _name = field_validator("name")(_check_name)
     _source: str = PrivateAttr(default="<config>")
     _source_path: Optional[Path] = PrivateAttr(default=None)
     _locations: Dict[KeyPath, Tuple[int, int]] = PrivateAttr(default_factory=dict)

@@ -26,6 +26,8 @@ _STREAM_PATTERN = r"^[a-z0-9_-]+$"
 
 
 _REQUIRED = object()
+_OPTIONAL_COMMON = ("source",)
+"""Common fields left out of an event unless configured (schema 1 gains no required field)."""
 
 
 def _doc(text: str, iso: bool = False, default: Any = _REQUIRED) -> Any:
@@ -50,12 +52,14 @@ class Stamp:
     boot:       id of this daemon run (a new boot restarts seq at 1)
     model:      model package name
     latency_ms: capture -> publish; None for events not tied to a frame
+    source:     the box's configured `name` (fleets tell boxes apart by it); None = field left out
     """
 
     seq: int
     boot: str
     model: str
     latency_ms: Optional[float]
+    source: Optional[str] = None
 
 
 _DROP_DOCS = {
@@ -137,10 +141,15 @@ class Event:
         """The published JSON object, common fields first."""
         out: Dict[str, Any] = {
             "schema": SCHEMA_VERSION, "type": self.TYPE, "stream": self.stream,
-            "seq": stamp.seq, "boot": stamp.boot, "time": iso_time(self.time),
+            "seq": stamp.seq, "boot": stamp.boot,
+        }
+        if stamp.source is not None:
+            out["source"] = stamp.source
+        out.update({
+            "time": iso_time(self.time),
             "pts_s": _plain(self.pts_s), "frame": self.frame,
             "latency_ms": _plain(stamp.latency_ms), "model": stamp.model,
-        }
+        })
         for f in fields(self):
             if f.name not in out:
                 out[f.name] = _json_value(f, getattr(self, f.name))
@@ -323,6 +332,8 @@ def json_schema() -> Dict[str, Any]:
             "seq": {"type": "integer", "minimum": 1,
                     "description": "per stream, +1 for every event of the stream: a gap means loss"},
             "boot": {"type": "string", "description": "id of this daemon run"},
+            "source": {"type": "string", "pattern": _STREAM_PATTERN,
+                       "description": "the box's configured name (optional: only when the config sets `name`)"},
             "time": {"type": "string", "pattern": _ISO_PATTERN,
                      "description": "frame capture time, ISO 8601 UTC (now for events not tied to a frame)"},
             "pts_s": {"type": ["number", "null"], "description": "presentation time of the frame, seconds"},
@@ -332,6 +343,7 @@ def json_schema() -> Dict[str, Any]:
             "model": {"type": "string", "description": "model package name"},
         }
         variant = _object_schema(cls, head)
+        variant["required"] = [key for key in variant["required"] if key not in _OPTIONAL_COMMON]
         variant["title"] = cls.TYPE
         variant["description"] = (cls.__doc__ or "").strip().splitlines()[0]
         variants.append(variant)

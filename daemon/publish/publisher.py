@@ -62,10 +62,11 @@ class Publisher:
     def __init__(self, bind: str, boot: str, model: str,
                  counters_for: Callable[[str], Optional[StreamCounters]],
                  send_hwm: int = 1000, linger_ms: int = 1000, queue_size: int = 1000,
-                 curve: Optional[Any] = None) -> None:
+                 curve: Optional[Any] = None, source: Optional[str] = None) -> None:
         self.bind = bind
         self.boot = boot
         self.model = model
+        self.source = source
         self.endpoint: Optional[str] = None
         """The bound endpoint once started (the real port when `bind` asked for `*`)."""
         self._counters_for = counters_for
@@ -196,7 +197,7 @@ class Publisher:
         stream = item.event.stream
         latency = None if item.mono_time is None else round((time.monotonic() - item.mono_time) * 1000, 1)
         try:
-            payload = item.event.to_json(Stamp(item.seq, self.boot, self.model, latency))
+            payload = item.event.to_json(Stamp(item.seq, self.boot, self.model, latency, self.source))
             parts = [item.event.topic.encode("utf-8"), payload]
             if item.jpeg is not None:
                 parts.append(item.jpeg)
