@@ -36,6 +36,7 @@ class StreamState:
                     dwell_s=p.dwell_s,
                     smoothing=p.smoothing,
                     update_every_s=update_every_s,
+                    cooldown_s=p.cooldown_s,
                 )
                 for p in config.prompts
             ],

@@ -2,7 +2,8 @@
 
 Raw scores flicker from frame to frame; publishing every crossing of a threshold would flood
 subscribers. Smoothing, a dwell time before `start` and a lower `exit` threshold (hysteresis) turn
-them into one start, a few rate-limited updates and one end per real occurrence. One tracker per
+them into one start, a few rate-limited updates and one end per real occurrence; `cooldown_s` keeps a
+prompt that flaps (ends, comes back a moment later) from starting again too soon. One tracker per
 (stream, prompt), used by whichever worker holds that stream's frame: not thread-safe by itself.
 """
 import logging
@@ -43,16 +44,19 @@ class PromptTracker:
     """One prompt of one stream. `t` is the frame's capture time in epoch seconds (Frame.wall_time).
 
     update_every_s: least time between two `update` phases while active; None = no updates.
+    cooldown_s:     least time between an `end` and the next `start`; the dwell time counts from
+                    the end of the cooldown, so `started` is never inside it.
     """
 
     def __init__(self, prompt_id: str, text: str, enter: float, exit: float, dwell_s: float = 0.0,
-                 smoothing: float = 1.0, update_every_s: Optional[float] = None) -> None:
+                 smoothing: float = 1.0, update_every_s: Optional[float] = None,
+                 cooldown_s: float = 0.0) -> None:
         if not exit <= enter:
             raise ValueError("prompt %s: exit (%s) must not exceed enter (%s)" % (prompt_id, exit, enter))
         if not 0.0 < smoothing <= 1.0:
             raise ValueError("prompt %s: smoothing must be in (0, 1], not %s" % (prompt_id, smoothing))
-        if dwell_s < 0 or (update_every_s is not None and update_every_s < 0):
-            raise ValueError("prompt %s: dwell_s and update_every_s must be >= 0" % prompt_id)
+        if dwell_s < 0 or cooldown_s < 0 or (update_every_s is not None and update_every_s < 0):
+            raise ValueError("prompt %s: dwell_s, cooldown_s and update_every_s must be >= 0" % prompt_id)
         self.prompt_id = prompt_id
         self.text = text
         self.enter = enter
@@ -60,16 +64,24 @@ class PromptTracker:
         self.dwell_s = dwell_s
         self.smoothing = smoothing
         self.update_every_s = update_every_s
+        self.cooldown_s = cooldown_s
         self._score: Optional[float] = None
         self._raw = 0.0
         self._above_since: Optional[float] = None
         self._started: Optional[float] = None
         self._peak = 0.0
         self._last_emit = 0.0
+        self._ended_at: Optional[float] = None
+        self._held = False  # above enter but inside the cooldown: a start is pending
 
     @property
     def active(self) -> bool:
         return self._started is not None
+
+    @property
+    def score(self) -> Optional[float]:
+        """The smoothed score after the last sample; None before the first one."""
+        return self._score
 
     @property
     def settling(self) -> bool:
@@ -80,7 +92,7 @@ class PromptTracker:
         if self._score is None:
             return False
         lagging = abs(self._raw - self._score) > SETTLE_EPSILON
-        return lagging or (self._above_since is not None and self._started is None)
+        return lagging or self._held or (self._above_since is not None and self._started is None)
 
     def update(self, raw_score: float, t: float) -> Optional[MatchPhase]:
         """Feed one sample; a phase when one is due, else None. Non-finite scores are ignored."""
@@ -105,7 +117,12 @@ class PromptTracker:
         return self._finish(t) if self._started is not None else None
 
     def _maybe_start(self, s: float, t: float) -> Optional[MatchPhase]:
+        self._held = False
         if s < self.enter:
+            self._above_since = None
+            return None
+        if self._ended_at is not None and t - self._ended_at < self.cooldown_s:
+            self._held = True  # settling: the start may come on an unchanged scene
             self._above_since = None
             return None
         if self._above_since is None:
@@ -119,6 +136,7 @@ class PromptTracker:
         phase = self._phase("end", t)
         self._started = None
         self._above_since = None
+        self._ended_at = t
         return phase
 
     def _phase(self, name: str, t: float) -> MatchPhase:
@@ -144,6 +162,14 @@ class StreamTrackers:
             if phase is not None:
                 out.append(phase)
         return out
+
+    def scores(self) -> Dict[str, Optional[float]]:
+        """Smoothed score per prompt after the last sample (None before its first)."""
+        return {prompt_id: tr.score for prompt_id, tr in self._trackers.items()}
+
+    def active(self) -> Dict[str, bool]:
+        """Per prompt: a match is going on (between its start and its end)."""
+        return {prompt_id: tr.active for prompt_id, tr in self._trackers.items()}
 
     def settling(self) -> bool:
         """Any prompt whose phase may still change on an unchanged scene."""
