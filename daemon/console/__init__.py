@@ -1,0 +1,1 @@
+"""`blipd console`: records the events of one or more daemon buses in SQLite and serves a web page and an HTTP API."""
