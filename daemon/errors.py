@@ -21,17 +21,14 @@ class SourceError(DaemonError):
     """A stream source cannot be opened or read (the supervisor retries with backoff)."""
 
 
-class SchedulerError(DaemonError):
-    """Work cannot be queued or taken (scheduler stopped, unknown stream)."""
-
-
-class WorkerError(DaemonError):
-    """A worker failed to run the tasks of a frame."""
-
-
 class PublishError(DaemonError):
-    """The event publisher cannot bind, authenticate clients, or send."""
+    """The event publisher cannot bind (`publish.bind` busy, held by a live daemon, refused) or
+    load its CURVE keys."""
+
+
+class MetricsError(DaemonError):
+    """The metrics endpoint cannot be served (`metrics.port` busy or refused)."""
 
 
 class ServiceError(DaemonError):
-    """The service cannot start, reload or stop as asked."""
+    """The service cannot start (a worker's engine failed to load)."""

@@ -1,22 +1,28 @@
 """Wires the daemon together and runs it: start, reload (SIGHUP), stop (SIGTERM).
 
 Threads: one reader per stream (supervisor), N workers (one engine each), one publisher, the
-metrics HTTP server; the main thread handles signals, sd_notify, stats and reloads. `stop()`
-joins in reverse order of `start()`: readers first (no new frames), then workers (the frame in
-flight is finished and published), then the publisher (flushes), all within STOP_BUDGET_S.
+metrics HTTP server; the main thread handles signals, sd_notify, stats and reloads. `start()`
+binds what can be busy first (the publishing socket, the metrics port), then loads the engines,
+then starts the streams; if any step fails it stops what had started and raises a one-line
+DaemonError. `stop()` joins in reverse order of `start()`: readers first (no new frames), then
+workers (the frame in flight is finished and published), then the publisher (flushes, then sends
+the final stats), all within STOP_BUDGET_S.
+
+Exit status of `blipd run` (also in docs/operations.md): 0 after a clean stop, 1 when it cannot
+start or run (publish.bind or metrics.port busy, an ipc path held by a live daemon, the model
+fails to load), 2 for a bad config or model package.
 """
 import functools
 import logging
-import signal
-import threading
 import time
 import uuid
 from typing import Any, List, Optional
 
 from blip.errors import BlipError
 from daemon.config.config import Settings, check_tasks, diff_streams, load_config
-from daemon.errors import ConfigError, DaemonError
-from daemon.ops.logsetup import setup_logging
+from daemon.errors import ConfigError, DaemonError, ServiceError
+from daemon.ops.logsetup import RedactFilter, set_level, setup_logging
+from daemon.ops.signals import Signals
 from daemon.pipeline.streams import StreamSet
 from daemon.pipeline.worker import Worker
 
@@ -27,6 +33,7 @@ WEDGED_AFTER_S = 60.0
 STOP_BUDGET_S = 8.0
 """systemd's TimeoutStopSec is longer; the whole stop stays under 10 s."""
 TICK_S = 0.5
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
 def load_package(settings: Settings) -> Any:
@@ -46,9 +53,14 @@ def load_package(settings: Settings) -> Any:
 class Service:
     """The daemon: build with a validated config, then `run()` until a stop signal."""
 
-    def __init__(self, settings: Settings, engine_factory=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings: Settings, engine_factory=None,  # type: ignore[no-untyped-def]
+                 signals: Optional[Signals] = None, log_filter: Optional[RedactFilter] = None,
+                 log_level: Optional[str] = None) -> None:
+        """signals: the events `blipd run` installed first thing (None: `run()` installs its own);
+        log_filter: the redaction filter of `setup_logging`, given each reload's new secrets;
+        log_level: `--log-level`, which wins over the config's `log_level` at start and reload."""
         from daemon.pipeline.emit import Emitter
-        from daemon.ops.health import Metrics, Notifier, ProgressMonitor
+        from daemon.ops.health import Metrics, Notifier, ProgressMonitor, WatchdogPinger
         from daemon.publish.publisher import Publisher
         from daemon.pipeline.scheduler import Scheduler
 
@@ -59,8 +71,9 @@ class Service:
         self._engine_factory = engine_factory
         self.notifier = Notifier()
         self.metrics = Metrics()
-        self.progress = ProgressMonitor(stall_after_s=WEDGED_AFTER_S)
         self.scheduler = Scheduler(self._counters_for)
+        self.progress = ProgressMonitor(stall_after_s=WEDGED_AFTER_S, waiting=lambda: self.scheduler.depth() > 0)
+        self.watchdog = WatchdogPinger(self.notifier, self.progress)
         self.publisher = Publisher(
             bind=settings.publish.bind,
             boot=self.boot,
@@ -71,13 +84,17 @@ class Service:
             queue_size=settings.publish.queue_size,
             curve=settings.publish.curve,
             source=settings.name,
+            max_buffer_bytes=settings.publish.max_buffer_mb * 1024 * 1024,
+            max_snapshot_bytes=settings.publish.snapshot.max_bytes if settings.publish.snapshot.enabled else None,
         )
         self.emitter = Emitter(self.publisher, settings.publish)
         self.streams = StreamSet(self.scheduler, self.publisher, self.emitter, self.metrics, device=settings.model.device,
                                  pixel_package=self.package if settings.model.preprocess == "tpu" else None)
         self.workers: List[Worker] = []
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        self.signals = signals if signals is not None else Signals()
+        self._installed = signals is not None
+        self._log_filter = log_filter
+        self._log_level = log_level
         self._metrics_server = None  # type: Optional[object]
         self._last_stats = time.monotonic()
 
@@ -98,8 +115,24 @@ class Service:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Publisher, engines (in their worker threads), streams, metrics; then READY=1."""
-        self.publisher.start()
+        """Publisher and metrics (the ports), engines (in their worker threads), streams; then
+        READY=1. Any failure stops what had started and raises (PublishError, MetricsError,
+        ServiceError), so no thread outlives a failed start."""
+        try:
+            self.publisher.start()
+            cfg = self.settings.metrics
+            if cfg.active:
+                self._metrics_server = self.metrics.serve(cfg.host, cfg.port)
+            self._start_workers()
+            self.streams.apply(self.settings)
+        except BaseException:
+            self.stop()
+            raise
+        self.notifier.ready()
+        self.notifier.status(self.status_line())
+        log.info("blipd started: boot %s, model %s, %d stream(s)", self.boot, self.package.name, len(self.settings.streams))
+
+    def _start_workers(self) -> None:
         for index in range(self.settings.model.workers):
             worker = Worker(
                 index,
@@ -115,18 +148,13 @@ class Service:
             self.workers.append(worker)
         for worker in self.workers:
             if not worker.wait_loaded():
-                self.stop()
-                raise DaemonError("cannot load the model: %s" % (str(worker.load_error).splitlines() or ["timeout"])[0])
-        self.streams.apply(self.settings)
-        cfg = self.settings.metrics
-        if cfg.enabled and cfg.port:
-            self._metrics_server = self.metrics.serve(cfg.host, cfg.port)
-        self.notifier.ready()
-        self.notifier.status(self.status_line())
-        log.info("blipd started: boot %s, model %s, %d stream(s)", self.boot, self.package.name, len(self.settings.streams))
+                raise ServiceError("cannot load the model: %s" % (str(worker.load_error).splitlines() or ["timeout"])[0])
 
     def stop(self) -> None:
-        """Reverse order of start, bounded by STOP_BUDGET_S in total."""
+        """Reverse order of start, bounded by STOP_BUDGET_S in total; safe after a partial start.
+
+        The final stats are built by the publisher thread once everything else is flushed, so
+        they count every event the publisher handled (sent, dropped, overflowed) but themselves."""
         deadline = time.monotonic() + STOP_BUDGET_S
         self.notifier.stopping()
         self.streams.stop_all(timeout=max(0.5, (deadline - time.monotonic()) / 2))
@@ -134,34 +162,39 @@ class Service:
         for worker in self.workers:
             if not worker.stop(max(0.1, deadline - time.monotonic() - 1.5)):
                 log.warning("worker %d still busy at shutdown; leaving it", worker.index)
-        self.publish_stats(final=True)
-        self.publisher.stop(timeout=max(0.5, deadline - time.monotonic()))
+        interval = max(1e-3, time.monotonic() - self._last_stats)
+        self.publisher.stop(timeout=max(0.5, deadline - time.monotonic()),
+                            final=lambda: self.streams.stats_events(interval, final=True))
         if self._metrics_server is not None:
             self.metrics.shutdown(self._metrics_server)
+            self._metrics_server = None
 
     def run(self) -> int:
-        """Install signal handlers, start, loop until SIGTERM/SIGINT; returns the exit code."""
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        """Start, loop until SIGTERM/SIGINT, stop; returns the exit code. Start-up errors
+        (DaemonError) propagate after everything started has been stopped."""
+        if not self._installed:
+            self.signals.install()
+            self._installed = True
+        if self.signals.stop.is_set():
+            log.info("stop asked for before start; not starting")
+            return EXIT_OK
         self.start()
         try:
-            while not self._stop.wait(TICK_S):
+            while not self.signals.stop.wait(min(TICK_S, self.watchdog.interval_s or TICK_S)):
                 self.tick()
         finally:
             log.info("stopping")
             self.stop()
         log.info("stopped")
-        return 0
+        return EXIT_OK
 
     # -- main-thread duties ---------------------------------------------------------------------
     def tick(self) -> None:
-        """Reload when asked, ping the watchdog while inference progresses, publish stats when due."""
-        if self._reload.is_set():
-            self._reload.clear()
+        """Reload when asked, ping the watchdog when due, publish stats when due."""
+        if self.signals.reload.is_set():
+            self.signals.reload.clear()
             self.reload()
-        if self.progress.healthy(waiting=self.scheduler.depth() > 0):
-            self.notifier.watchdog()
+        self.watchdog.tick()
         if time.monotonic() - self._last_stats >= self.settings.publish.stats_every_s:
             self.publish_stats()
             self.notifier.status(self.status_line())
@@ -194,6 +227,11 @@ class Service:
             log.error("reload rejected, keeping the running config: %s", str(exc).splitlines()[0])
             self.notifier.ready()
             return
+        if self._log_filter is not None:  # before anything logs about the new streams
+            self._log_filter.add_secrets(new.secrets())
+        if self._log_level is None and new.log_level != self.settings.log_level:
+            set_level(new.log_level)
+            log.info("reload: log level now %s", new.log_level)
         for section in ("model", "publish", "metrics"):
             if getattr(new, section) != getattr(self.settings, section):
                 log.warning("reload: changes to '%s' take effect at the next restart", section)
@@ -207,17 +245,22 @@ class Service:
         self.notifier.ready()
 
 
-def run_service(config_path: str) -> int:
-    """`blipd run`: exit 2 on a bad config or model, 1 on a runtime failure, 0 after a clean stop."""
-    settings = load_config(config_path)
-    setup_logging(settings.log_level, secrets=settings.secrets())
+def run_service(config_path: str, log_level: Optional[str] = None, signals: Optional[Signals] = None) -> int:
+    """`blipd run`: exit 2 on a bad config or model, 1 when it cannot start or run, 0 after a
+    clean stop. log_level: `--log-level` (wins over the config's, also across reloads). signals:
+    installed by the CLI before its heavy imports; installed here otherwise, before the config is
+    read, so SIGHUP or SIGTERM during start-up is kept, not fatal."""
+    if signals is None:
+        signals = Signals().install()
+    settings = load_config(config_path)  # ConfigError -> the CLI's one line per problem, exit 2
+    log_filter = setup_logging(log_level or settings.log_level, secrets=settings.secrets())
     try:
-        service = Service(settings)
+        service = Service(settings, signals=signals, log_filter=log_filter, log_level=log_level)
     except (ConfigError, BlipError) as exc:
         log.error("%s", str(exc).splitlines()[0])
-        return 2
+        return EXIT_CONFIG
     try:
         return service.run()
     except DaemonError as exc:
-        log.error("%s", exc)
-        return 1
+        log.error("cannot start: %s", str(exc).splitlines()[0])
+        return EXIT_FAIL

@@ -8,7 +8,7 @@ import importlib
 import json
 import logging
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 DEFAULT_MODEL = "models/demo"
@@ -18,15 +18,21 @@ and `run(args) -> exit code`; their modules import only the standard library at 
 building the parser stays cheap."""
 
 
-def _err(message: str) -> None:
-    """One line on stderr: the CLI's only error format."""
-    sys.stderr.write("blipd: %s\n" % message.splitlines()[0] if message else "blipd: error\n")
+def _err(message: str, every_line: bool = False) -> None:
+    """One line on stderr (every line with `every_line`: a config's problems): the CLI's only
+    error format."""
+    lines = message.splitlines() or ["error"]
+    for line in lines if every_line else lines[:1]:
+        sys.stderr.write("blipd: %s\n" % line)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.ops.signals import Signals
+
+    signals = Signals().install()  # before the heavy imports: SIGHUP while starting must not kill us
     from daemon.service import run_service
 
-    return run_service(args.config)
+    return run_service(args.config, log_level=args.log_level, signals=signals)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -52,7 +58,7 @@ def cmd_sub(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from daemon.commands.demo import run_demo
 
-    return run_demo(args.config, seconds=args.seconds)
+    return run_demo(args.config, seconds=args.seconds, log_level=args.log_level)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -97,10 +103,6 @@ def _oneshot(args: argparse.Namespace, task: str, run: Callable[..., object]) ->
     return status
 
 
-def _labelled(texts: List[str], prefix: str) -> Dict[str, str]:
-    return {"%s%d" % (prefix, i + 1): text for i, text in enumerate(texts)}
-
-
 def cmd_caption(args: argparse.Namespace) -> int:
     return _oneshot(args, "caption", lambda engine, image: engine.captioner.caption(image))
 
@@ -143,7 +145,9 @@ def _add_oneshot(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", nam
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blipd", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--log-level", default=None, help="override the config's log_level")
+    parser.add_argument("--log-level", default=None, type=str.lower,
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        help="override the config's log_level (run, demo), or the default 'warning' of other commands")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon")
@@ -222,7 +226,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args))
     except (BlipError, DaemonError) as exc:
-        _err(str(exc))
+        from daemon.errors import ConfigError
+
+        _err(str(exc), every_line=isinstance(exc, ConfigError))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK

@@ -16,11 +16,14 @@ from daemon.commands.sub import run_subscriber
 STOP_TIMEOUT_S = 15.0
 
 
-def run_demo(config_path: str, seconds: Optional[float] = None) -> int:
-    """Start `blipd run`, subscribe to everything it publishes, stop both on Ctrl-C or after `seconds`."""
+def run_demo(config_path: str, seconds: Optional[float] = None, log_level: Optional[str] = None) -> int:
+    """Start `blipd run`, subscribe to everything it publishes, stop both on Ctrl-C or after `seconds`.
+
+    log_level: `--log-level`, handed to the daemon (whose log lines go to stderr)."""
     settings = load_config(config_path)
     endpoint = settings.publish.bind.replace("*", "127.0.0.1").replace("0.0.0.0", "127.0.0.1")
-    child = subprocess.Popen([sys.executable, "-m", "daemon.commands.cli", "run", "-c", config_path], env=dict(os.environ))
+    command = [sys.executable, "-m", "daemon.commands.cli"] + (["--log-level", log_level] if log_level else [])
+    child = subprocess.Popen(command + ["run", "-c", config_path], env=dict(os.environ))
     stop = threading.Event()
     if seconds is not None:
         timer = threading.Timer(seconds, stop.set)

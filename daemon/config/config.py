@@ -89,6 +89,9 @@ class SnapshotSettings(_Section):
     enabled: bool = False
     max_side: int = Field(640, ge=16, le=8192)
     quality: int = Field(80, ge=1, le=100)
+    max_bytes: int = Field(262144, ge=4096, le=16 * 1024 * 1024)
+    """Largest JPEG sent: a bigger one is re-encoded at lower quality, then smaller, until it fits.
+    With `publish.max_buffer_mb` it bounds the memory a stopped subscriber can pin."""
 
 
 class CurveSettings(_Section):
@@ -119,6 +122,9 @@ class PublishSettings(_Section):
     send_hwm: int = Field(1000, ge=1)
     linger_ms: int = Field(1000, ge=0)
     queue_size: int = Field(1000, ge=1)
+    max_buffer_mb: int = Field(128, ge=1)
+    """Memory, in MiB, the publisher's queue and each subscriber's socket queue may hold (with
+    snapshots on, send_hwm is lowered to fit); what does not fit is counted as dropped/overflow."""
     heartbeat_s: Seconds = 60.0
     stats_every_s: Seconds = 10.0
     snapshot: SnapshotSettings = SnapshotSettings()

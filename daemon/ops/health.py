@@ -1,4 +1,4 @@
-"""Is inference making progress? Decides whether the main thread may ping the systemd watchdog.
+"""Is inference making progress? Decides whether the service may ping the systemd watchdog.
 
 (Notifier and Metrics live in daemon.ops.notify and daemon.ops.metrics; they are re-exported here.)
 
@@ -78,15 +78,29 @@ class ProgressMonitor:
 
 
 class WatchdogPinger:
-    """Called by the main thread every Notifier.watchdog_interval(): pings only while healthy."""
+    """The one path to WATCHDOG=1: `tick()` from the service's main loop sends a ping every
+    `interval_s` (half of systemd's WATCHDOG_USEC, as sd_watchdog_enabled(3) advises) and only
+    while the monitor finds inference progressing (or nothing waiting). No watchdog configured
+    (no WATCHDOG_USEC, or one meant for another PID) means no pings at all.
+    """
 
-    def __init__(self, notifier: Notifier, monitor: ProgressMonitor) -> None:
+    def __init__(self, notifier: Notifier, monitor: ProgressMonitor, interval_s: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """interval_s: seconds between pings; None = `notifier.watchdog_interval()`."""
         self._notifier = notifier
         self._monitor = monitor
+        self.interval_s = notifier.watchdog_interval() if interval_s is None else interval_s
+        self._clock = clock
+        self._last_ping: Optional[float] = None
         self._withheld = False
 
     def tick(self, now: Optional[float] = None) -> bool:
-        """True if WATCHDOG=1 was sent."""
+        """True if WATCHDOG=1 was sent: a watchdog is set, a ping is due and inference progresses."""
+        if not self.interval_s:
+            return False
+        now = self._clock() if now is None else now
+        if self._last_ping is not None and now - self._last_ping < self.interval_s:
+            return False
         problem = self._monitor.problem(now)
         if problem is not None:
             if not self._withheld:
@@ -97,4 +111,5 @@ class WatchdogPinger:
         if self._withheld:
             log.warning("watchdog: inference progressing again")
             self._withheld = False
+        self._last_ping = now
         return self._notifier.watchdog()

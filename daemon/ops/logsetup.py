@@ -1,11 +1,15 @@
 """Logging for the daemon: one line per record, the stream name on every record, secrets redacted.
 
 Records about a stream carry `extra={"stream": name}` (see `stream_logger`); others show "-".
-A filter rewrites every formatted message through `redact_text` so a password that slipped into an
-exception text from a decoder never reaches the journal.
+A filter on the handler rewrites every formatted message through `redact_text`, so a password
+that slipped into an exception text from a decoder never reaches the journal. It is a safety net:
+URLs are redacted where they are formatted. The service adds the secrets of every config it
+applies (`RedactFilter.add_secrets` on reload) and never forgets one, since a late message about a
+removed stream may still quote its old password.
 """
 import logging
 import sys
+import threading
 from typing import Any, Iterable, MutableMapping, Optional, Tuple
 
 from blip.redact import redact_text
@@ -28,12 +32,18 @@ def stream_logger(name: str, stream: str) -> logging.LoggerAdapter:  # type: ign
     return _StreamAdapter(logging.getLogger(name), {"stream": stream})
 
 
-class _RedactFilter(logging.Filter):
-    """Fills the default stream field and redacts secrets from the final message."""
+class RedactFilter(logging.Filter):
+    """Fills the default stream field and redacts URLs and the known secrets from the final message."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = list(secrets)
+        self._lock = threading.Lock()
+        self.secrets: Tuple[str, ...] = tuple(sorted(set(secrets)))
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Also redact `secrets` from now on (a reload's new passwords); the old ones stay."""
+        with self._lock:
+            self.secrets = tuple(sorted(set(self.secrets) | set(secrets)))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "stream"):
@@ -52,15 +62,21 @@ class _RedactFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "info", secrets: Iterable[str] = (), stream: Optional[Any] = None) -> _RedactFilter:
-    """Configure the root logger once for the daemon process; returns the filter so reloads can update secrets."""
+def set_level(level: str) -> None:
+    """The root logger's level (`debug` ... `critical`), e.g. a reload's new `log_level`."""
+    logging.getLogger().setLevel(level.upper())
+
+
+def setup_logging(level: str = "info", secrets: Iterable[str] = (), stream: Optional[Any] = None) -> RedactFilter:
+    """Configure the root logger once for the daemon process; returns the filter so a reload can
+    add the new config's secrets (`add_secrets`)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    redactor = _RedactFilter(secrets)
+    redactor = RedactFilter(secrets)
     handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    set_level(level)
     return redactor

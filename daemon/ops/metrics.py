@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from daemon.counters import DROP_REASONS, StreamCounters
+from daemon.errors import MetricsError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ _COUNTERS = (  # StreamCounters name -> (metric name without _total, help)
 )
 
 
-class MetricsError(Exception):
-    """The metrics endpoint cannot be served (one line naming host and port)."""
-
-
 class Metrics:
     """The daemon's metrics. Streams are added with watch() and removed with unwatch() on reload."""
 
@@ -46,7 +43,9 @@ class Metrics:
         self._streams: Dict[str, Tuple[StreamCounters, Optional[Callable[[], int]]]] = {}
         self._states: Dict[str, str] = {}
         self.inference_seconds = Histogram(
-            "blipd_inference_seconds", "Time to run one task on one frame", ["task"],
+            "blipd_inference_seconds",
+            "Time of one inference call on one frame, labelled by the tasks it ran together "
+            "(caption, match, answer or a combination such as caption+match)", ["task"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
         self.registry.register(_StreamCollector(self))
@@ -68,6 +67,7 @@ class Metrics:
             self._states[stream] = state
 
     def observe_inference(self, task: str, seconds: float) -> None:
+        """`task`: the tasks of one `Engine.infer` call joined by '+' (the worker's label)."""
         self.inference_seconds.labels(task=task).observe(seconds)
 
     def streams(self) -> Dict[str, Tuple[StreamCounters, Optional[Callable[[], int]], str]]:
@@ -146,7 +146,7 @@ class MetricsServer:
             self._httpd = make_server(host, port, make_wsgi_app(registry), server_class=server_class,
                                       handler_class=_QuietHandler)
         except OSError as exc:
-            raise MetricsError("metrics %s:%d: %s" % (host, port, exc.strerror or exc)) from None
+            raise MetricsError("metrics.port %d (host %s): %s" % (port, host, exc.strerror or exc)) from None
         self.port = int(self._httpd.server_port)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="metrics-http", daemon=True)

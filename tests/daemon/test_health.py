@@ -104,17 +104,45 @@ def test_watchdog_pinger_withholds_pings_while_unhealthy(notify_socket):
     path, sock = notify_socket
     clock = FakeClock()
     monitor = ProgressMonitor(stall_after_s=5.0, clock=clock)
-    pinger = WatchdogPinger(Notifier({"NOTIFY_SOCKET": path}), monitor)
+    pinger = WatchdogPinger(Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}), monitor, clock=clock)
     assert pinger.tick()
     assert _recv(sock) == "WATCHDOG=1"
     monitor.work_started()
     clock.now += 10
     assert not pinger.tick()
     assert _recv(sock).startswith("STATUS=unhealthy: ")  # said once, then silence
+    clock.now += 1
     assert not pinger.tick()
     monitor.work_done()
     assert pinger.tick()
     assert _recv(sock) == "WATCHDOG=1"
+
+
+def test_watchdog_pinger_pings_at_half_of_watchdog_usec(notify_socket):
+    path, sock = notify_socket
+    clock = FakeClock()
+    monitor = ProgressMonitor(stall_after_s=60.0, clock=clock)
+    pinger = WatchdogPinger(Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"}), monitor, clock=clock)
+    assert pinger.interval_s == 2.0
+    sent = []
+    for _ in range(40):  # 10 s of a main loop ticking every 0.25 s
+        sent.append(pinger.tick())
+        clock.now += 0.25
+    assert [i * 0.25 for i, ping in enumerate(sent) if ping] == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.mark.parametrize("env", [{}, {"WATCHDOG_USEC": "0"}, {"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}],
+                         ids=["unset", "zero", "other-pid"])
+def test_watchdog_pinger_is_silent_without_a_watchdog(notify_socket, env):
+    path, sock = notify_socket
+    clock = FakeClock()
+    pinger = WatchdogPinger(Notifier(dict(env, NOTIFY_SOCKET=path)), ProgressMonitor(60.0, clock=clock), clock=clock)
+    for _ in range(5):
+        assert not pinger.tick()
+        clock.now += 10
+    sock.settimeout(0.01)
+    with pytest.raises(socket.timeout):
+        sock.recv(4096)
 
 
 def _scrape(port: int) -> Dict[Tuple[str, FrozenSet], float]:

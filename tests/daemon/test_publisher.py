@@ -274,3 +274,96 @@ def test_bind_error_is_one_line(counters):
         assert "in use" in message and "\n" not in message
     finally:
         first.stop(timeout=1.0)
+
+
+def test_an_ipc_path_held_by_a_live_publisher_is_refused_and_removed_after_stop(tmp_path, counters):
+    path = tmp_path / "events.sock"
+    first = Publisher("ipc://%s" % path, boot="a", model="m", counters_for=counters)
+    first.start()
+    try:
+        second = Publisher("ipc://%s" % path, boot="b", model="m", counters_for=counters)
+        with pytest.raises(PublishError) as info:
+            second.start()
+        assert str(info.value) == "publish.bind ipc://%s: in use by another running process (another blipd?)" % path
+        assert path.exists()
+    finally:
+        first.stop(timeout=1.0)
+    assert not path.exists(), "a clean stop leaves no socket file"
+
+
+def test_a_stale_ipc_file_is_replaced(tmp_path, counters):
+    import socket
+
+    path = tmp_path / "stale.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))  # a file left by a daemon that was killed: nothing listens on it
+    dead.close()
+    publisher = Publisher("ipc://%s" % path, boot="a", model="m", counters_for=counters)
+    publisher.start()
+    publisher.stop(timeout=1.0)
+    assert not path.exists()
+
+
+def test_the_final_events_count_everything_sent_before_them(context, counters):
+    """stop(final=...) builds the closing stats after the flush: their counts include every event
+    that was queued when stop began, and seq accounts for all of them."""
+    from daemon.publish.events import StatsEvent
+
+    publisher = make_publisher(counters)
+    publisher.start()
+    sock = sub_socket(context, publisher.endpoint, rcvhwm=0)
+    try:
+        wait_joined(publisher, sock)
+        for i in range(300):
+            publisher.publish(caption(i, text="y" * 1000))
+        final = lambda: [StatsEvent.from_counters("demo", counters("demo").snapshot(), {}, 1.0, 0, None)]
+        publisher.stop(timeout=5.0, final=final)
+        messages = recv_events(sock, "demo", 301)
+    finally:
+        sock.close()
+    stats = json.loads(messages[-1][1])
+    assert stats["type"] == "stats" and stats["seq"] == 301
+    assert stats["published"] + stats["publish_dropped"] == 300 == stats["published"]
+
+
+def test_snapshots_are_bounded_in_bytes():
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (2160, 3840, 3), dtype=np.uint8)  # 4K that compresses badly
+    unbounded = encode_snapshot(noise, max_side=3840, quality=95)
+    assert len(unbounded) > 1_000_000
+    bounded = encode_snapshot(noise, max_side=3840, quality=95, max_bytes=200_000)
+    assert len(bounded) <= 200_000
+    assert cv2.imdecode(np.frombuffer(bounded, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+def test_the_queue_is_bounded_in_bytes(counters):
+    publisher = make_publisher(counters, max_buffer_bytes=1024 * 1024, max_snapshot_bytes=300_000)
+    jpeg = b"\xff" * 300_000
+    results = [publisher.publish(caption(i), jpeg=jpeg) for i in range(6)]  # not started: nothing drains
+    assert results == [True] * 3 + [False] * 3  # 3 x (300 kB + JSON allowance) fit in 1 MiB
+    assert counters.get("demo", "publish_dropped") == 3
+    assert publisher.publish(caption(7))  # a small event still fits
+    publisher.stop(timeout=0.5)
+
+
+def test_a_stopped_subscriber_pins_a_bounded_number_of_snapshot_bytes(context, counters):
+    """With snapshots, send_hwm is lowered to what the byte budget holds: a subscriber that
+    stopped reading overflows (counted) after a few megabytes, not after 1000 snapshots."""
+    from daemon.publish.publisher import effective_send_hwm
+
+    assert effective_send_hwm(1000, 4 * 1024 * 1024, 256 * 1024) == 15
+    assert effective_send_hwm(1000, 4 * 1024 * 1024, None) == 1000
+    publisher = make_publisher(counters, send_hwm=1000, max_buffer_bytes=4 * 1024 * 1024,
+                               max_snapshot_bytes=256 * 1024)
+    publisher.start()
+    stuck = sub_socket(context, publisher.endpoint, rcvhwm=1, rcvbuf=64 * 1024)
+    jpeg = b"\xff" * 200_000
+    try:
+        wait_joined(publisher, stuck)
+        for i in range(100):  # 20 MB offered to a subscriber that reads nothing
+            assert publisher.publish(caption(i), jpeg=jpeg)
+            wait_for(lambda: counters.get("demo", "published") == i + 1, "event %d sent" % i)
+    finally:
+        stuck.close()
+        publisher.stop(timeout=1.0)
+    assert counters.get("demo", "subscriber_overflows") >= 1
