@@ -1,6 +1,12 @@
 """The demo clip: a scripted 100 s video of the synthetic world, and its timeline.
 
     python -m blip.demo.clip --out samples/demo.mp4     (also writes samples/demo.timeline.json)
+    python -m blip.demo.clip --seed 3 --out /tmp/other.mp4   (another script, its own timeline)
+
+Seed 0 (the default) is the committed sample's hand-written script; any other seed draws a
+script of its own (random_script): other shapes, colours, slots and cut times, the same demo
+prompts present in some segments and absent in others, with hard negatives, so settings tuned
+on one clip (`blipd tune`) can be checked on another.
 
 Shapes appear, jump to another slot and leave at segment boundaries (cuts); between cuts each
 shape only bobs a little inside its slot, so every segment's caption, answers and matching
@@ -12,6 +18,7 @@ import argparse
 import json
 import logging
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -61,6 +68,64 @@ SCRIPT: Tuple[Tuple[float, float, Tuple[Shape, ...]], ...] = (
     (92.0, 100.0, (_shape("star", "purple", "right"),)),
 )
 DURATION_S = SCRIPT[-1][1]
+DEFAULT_SEED = 0
+"""The seed of SCRIPT, the committed samples/demo.mp4."""
+SEGMENT_S = (8.0, 9.0, 10.0, 11.0, 12.0)
+"""Lengths a random script's segments are drawn from (the daemon samples about once a second)."""
+
+Script = Tuple[Tuple[float, float, Tuple[Shape, ...]], ...]
+
+
+def random_script(seed: int, duration_s: float = DURATION_S) -> Script:
+    """A script of cuts every 8-12 s up to about `duration_s`: per segment a red circle and a blue
+    square each present or not, beside up to two other shapes of random colours (a purple circle
+    or a red triangle is a hard negative). Drawn again until every demo prompt is present in some
+    segment and absent in another, and two segments in a row never look alike."""
+    rng = random.Random(seed)
+    while True:
+        script = []
+        start = 0.0
+        previous: Optional[Tuple[Shape, ...]] = None
+        while start < duration_s - 1e-6:
+            end = min(start + rng.choice(SEGMENT_S), duration_s)
+            if duration_s - end < SEGMENT_S[0]:  # no stub at the end
+                end = duration_s
+            shapes = _random_shapes(rng)
+            while previous is not None and _caption(shapes) == _caption(previous):
+                shapes = _random_shapes(rng)
+            script.append((start, end, shapes))
+            start, previous = end, shapes
+        present = [[pid for pid, text in DEMO_PROMPTS.items()
+                    if scenes.scene_with(shapes).matches(_items(text))] for _, _, shapes in script]
+        if all(any(pid in p for p in present) and not all(pid in p for p in present) for pid in DEMO_PROMPTS):
+            return tuple(script)
+
+
+def _random_shapes(rng: random.Random) -> Tuple[Shape, ...]:
+    """1-3 shapes of distinct kinds in distinct slots."""
+    slots = list(scenes.SLOTS)
+    rng.shuffle(slots)
+    chosen = []
+    if rng.random() < 0.45:
+        chosen.append(("circle", "red"))
+    if rng.random() < 0.4:
+        chosen.append(("square", "blue"))
+    others = [k for k in scenes.SHAPES if k not in {kind for kind, _ in chosen}]
+    rng.shuffle(others)
+    extra = rng.randint(1 if not chosen else 0, min(2, 3 - len(chosen)))
+    chosen += [(kind, rng.choice(list(scenes.COLORS))) for kind in others[:extra]]
+    return tuple(_shape(kind, color, slot) for (kind, color), slot in zip(chosen, slots))
+
+
+def _caption(shapes: Sequence[Shape]) -> str:
+    return scenes.scene_with(shapes).caption()
+
+
+def script_for(seed: int, duration_s: Optional[float] = None) -> Script:
+    """SCRIPT for DEFAULT_SEED (its duration is fixed), else random_script."""
+    if seed == DEFAULT_SEED:
+        return SCRIPT
+    return random_script(seed, DURATION_S if duration_s is None else duration_s)
 
 
 @dataclass(frozen=True)
@@ -91,40 +156,69 @@ def _items(text: str) -> List[scenes.Item]:
     return out
 
 
+class Clip:
+    """One script made into segments, frames and a timeline."""
+
+    def __init__(self, script: Script = SCRIPT) -> None:
+        self.script = script
+        self.duration_s = script[-1][1]
+        self._segments = [Segment(a, b, scenes.scene_with(shapes, BACKGROUND, NOISE, NOISE_SEED))
+                          for a, b, shapes in script]
+
+    def segments(self) -> List[Segment]:
+        """The script as segments with their (unbobbed) scenes."""
+        return list(self._segments)
+
+    def timeline(self) -> List[Dict[str, Any]]:
+        """The JSON timeline: one entry per segment, contiguous from 0 to the clip's duration."""
+        return [seg.as_json() for seg in self._segments]
+
+    def scene_at(self, t: float) -> scenes.Scene:
+        """The scene shown at time t (seconds): the segment's shapes, bobbing in place."""
+        for seg in self._segments:
+            if seg.start_s <= t < seg.end_s:
+                break
+        else:
+            raise ValueError("t=%.3f is outside the clip (0..%.1f s)" % (t, self.duration_s))
+        bobbed = []
+        for i, shape in enumerate(seg.scene.ordered()):
+            phase = 2.0 * math.pi * (t / BOB_PERIOD_S + i / 3.0)
+            bobbed.append(scenes.moved(shape, y=shape.y + BOB * math.sin(phase)))
+        return scenes.scene_with(bobbed, BACKGROUND, NOISE, NOISE_SEED)
+
+    def frame_count(self) -> int:
+        return int(round(self.duration_s * FPS))
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame `index` of the clip, BGR uint8 at SIZE."""
+        return self.scene_at(index / FPS).render(SIZE)
+
+
 def segments() -> List[Segment]:
-    """The script as segments with their (unbobbed) scenes."""
-    return [Segment(a, b, scenes.scene_with(shapes, BACKGROUND, NOISE, NOISE_SEED)) for a, b, shapes in SCRIPT]
+    """The default clip's segments."""
+    return Clip().segments()
 
 
 def timeline() -> List[Dict[str, Any]]:
-    """The JSON timeline: one entry per segment, contiguous from 0 to DURATION_S."""
-    return [seg.as_json() for seg in segments()]
+    """The default clip's JSON timeline (samples/demo.timeline.json)."""
+    return Clip().timeline()
 
 
 def scene_at(t: float) -> scenes.Scene:
-    """The scene shown at time t (seconds): the segment's shapes, bobbing in place."""
-    for seg in segments():
-        if seg.start_s <= t < seg.end_s:
-            break
-    else:
-        raise ValueError("t=%.3f is outside the clip (0..%.1f s)" % (t, DURATION_S))
-    bobbed = []
-    for i, shape in enumerate(seg.scene.ordered()):
-        phase = 2.0 * math.pi * (t / BOB_PERIOD_S + i / 3.0)
-        bobbed.append(scenes.moved(shape, y=shape.y + BOB * math.sin(phase)))
-    return scenes.scene_with(bobbed, BACKGROUND, NOISE, NOISE_SEED)
+    """The default clip's scene at time t."""
+    return Clip().scene_at(t)
 
 
 def frame_count() -> int:
-    return int(round(DURATION_S * FPS))
+    return Clip().frame_count()
 
 
 def frame(index: int) -> np.ndarray:
-    """Frame `index` of the clip, BGR uint8 at SIZE."""
-    return scene_at(index / FPS).render(SIZE)
+    """Frame `index` of the default clip."""
+    return Clip().frame(index)
 
 
-def encode(out: Path, crf: int = 28, frames: Optional[Sequence[int]] = None) -> None:
+def encode(out: Path, crf: int = 28, frames: Optional[Sequence[int]] = None, clip: Optional[Clip] = None) -> None:
     """Pipe raw BGR frames into ffmpeg: H.264 (libx264), yuv420p, a key frame every 2 s."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -133,11 +227,12 @@ def encode(out: Path, crf: int = 28, frames: Optional[Sequence[int]] = None) -> 
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
            "-s", "%dx%d" % SIZE, "-r", str(FPS), "-i", "-", "-an", "-c:v", "libx264", "-preset", "medium",
            "-crf", str(crf), "-g", str(2 * FPS), "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)]
+    clip = clip or Clip()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     try:
-        for i in frames if frames is not None else range(frame_count()):
-            proc.stdin.write(frame(i).tobytes())
+        for i in frames if frames is not None else range(clip.frame_count()):
+            proc.stdin.write(clip.frame(i).tobytes())
     finally:
         proc.stdin.close()
         rc = proc.wait(timeout=120)
@@ -150,12 +245,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=Path("samples/demo.mp4"))
     p.add_argument("--timeline", type=Path, help="default: next to --out, .timeline.json")
     p.add_argument("--crf", type=int, default=28)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="script: %d is the committed sample's, any other draws one (default %%(default)s)" % DEFAULT_SEED)
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds, for a drawn script (default %g)" % DURATION_S)
     args = p.parse_args(argv)
+    if args.duration is not None and (args.seed == DEFAULT_SEED or args.duration < SEGMENT_S[-1] * 2):
+        p.error("--duration needs a seed other than %d and at least %g s" % (DEFAULT_SEED, SEGMENT_S[-1] * 2))
+    clip = Clip(script_for(args.seed, args.duration))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     timeline_path = args.timeline or args.out.with_name(args.out.name.rsplit(".", 1)[0] + ".timeline.json")
-    encode(args.out, args.crf)
-    timeline_path.write_text(json.dumps(timeline(), indent=2) + "\n", encoding="utf-8")
-    log.info("%s: %d frames, %.1f s, %.2f MB; timeline %s", args.out, frame_count(), DURATION_S,
+    encode(args.out, args.crf, clip=clip)
+    timeline_path.write_text(json.dumps(clip.timeline(), indent=2) + "\n", encoding="utf-8")
+    log.info("%s: %d frames, %.1f s, %.2f MB; timeline %s", args.out, clip.frame_count(), clip.duration_s,
              args.out.stat().st_size / 1e6, timeline_path)
     return 0
 
