@@ -1,0 +1,1 @@
+"""`blipd bridge` (daemon buses -> MQTT + Home Assistant, webhooks) and `blipd relay` (fan-in proxy)."""
