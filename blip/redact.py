@@ -79,9 +79,20 @@ MIN_SECRET_LEN = 3
 hide nothing worth hiding. URLs are still redacted whatever their password's length."""
 
 
+_TRAILING = ".,;:!?)]}"
+"""Punctuation that ends a sentence around a URL (`...?token=t: refused`) rather than the URL."""
+
+
+def _redact_url_in_text(match: "re.Match[str]") -> str:
+    url = match.group(0)
+    body = url.rstrip(_TRAILING)
+    return redact_url(body) + url[len(body):]
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Hide every URL's credentials in `text`, then every occurrence of each given secret."""
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    """Hide every URL's credentials in `text`, then every occurrence of each given secret; the
+    punctuation after a URL stays readable (`...?token=***: refused`)."""
+    text = _URL_IN_TEXT.sub(_redact_url_in_text, text)
     for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text

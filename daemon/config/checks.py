@@ -19,6 +19,8 @@ Problem = Tuple[KeyPath, str]
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{1,5})?)?", re.ASCII)
+"""host, [IPv6] or host:port after the userinfo; group 1 = the port's digits (ASCII only)."""
 
 
 def normalize_url(raw: str, base_dir: Path) -> str:
@@ -53,6 +55,10 @@ def normalize_url(raw: str, base_dir: Path) -> str:
         raise ValueError("unsupported URL scheme '%s' (use rtsp, rtsps, http, https, file or a path)" % scheme)
     if not parts.netloc.rpartition("@")[2]:
         raise ValueError("the URL has no host")
+    port = _HOST_PORT.fullmatch(parts.netloc.rpartition("@")[2])
+    if port is None or (port.group(1) and not 0 < int(port.group(1)) <= 65535):
+        # FFmpeg reads a port like "85x4" as 85 and connects there: refuse it here
+        raise ValueError("the URL's port must be a number from 1 to 65535")
     return text
 
 

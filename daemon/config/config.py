@@ -20,7 +20,7 @@ from typing_extensions import Annotated, Literal
 from daemon.config.checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
     LIVE_SCHEMES, check_credential_dir, check_secret_file, cross_checks, is_live_url, normalize_url,
 )
-from daemon.config.errors import validation_lines
+from daemon.config.errors import Problem, problem_lines, problem_lines_filter, validation_problems
 from daemon.errors import ConfigError
 from blip.redact import redact_url, url_secrets
 from daemon.config.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
@@ -440,18 +440,22 @@ def diff_streams(old: Settings, new: Settings) -> StreamDiff:
 
 def parse_config(loaded: LoadedYaml, base_dir: Path, credentials_dir: Optional[Path],
                  source_path: Optional[Path] = None) -> Settings:
-    """Validate already-read YAML data (see `load_config`); ConfigError lists every problem."""
+    """Validate already-read YAML data (see `load_config`); ConfigError lists every problem: those
+    the loader recorded, then pydantic's, then (when the models validate) the cross-checks'."""
     context = {"blipd": _Context(base_dir, credentials_dir)}
+    problems: List[Problem] = list(loaded.problems)
+    shadowed = [path for _, path, _ in loaded.problems]
     try:
         settings = Settings.model_validate(loaded.data, context=context)
     except ValidationError as exc:
-        raise ConfigError(validation_lines(exc, loaded, Settings)) from None
+        found = problems + problem_lines_filter(validation_problems(exc, loaded, Settings), shadowed)
+        raise ConfigError(problem_lines(loaded.source, found)) from None
     settings._source = loaded.source
     settings._source_path = source_path
     settings._locations = dict(loaded.locations)
-    problems = cross_checks(settings)
+    problems += [(line_of(loaded.locations, path), path, message) for path, message in cross_checks(settings)]
     if problems:
-        raise ConfigError([settings.error_line(path, message) for path, message in problems])
+        raise ConfigError(problem_lines(loaded.source, problems))
     return settings
 
 
@@ -462,7 +466,7 @@ def load_config(path: Union[str, Path], env: Optional[Mapping[str, str]] = None)
     contains a secret value.
     """
     environment = os.environ if env is None else env
-    loaded = load_yaml(path, environment)
+    loaded = load_yaml(path, environment, collect=True)
     absolute = Path(os.path.abspath(str(path)))
     credentials = environment.get("CREDENTIALS_DIRECTORY")
     return parse_config(loaded, absolute.parent, Path(credentials) if credentials else None, absolute)

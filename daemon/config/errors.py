@@ -4,7 +4,7 @@ pydantic reports a location as a tuple of keys and indexes; the YAML loader reco
 each one, so a problem points at the key that holds it (or, for a missing key, at its parent).
 """
 import difflib
-from typing import Any, List, Mapping, Optional, Type
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
 
 from pydantic import BaseModel, ValidationError
 
@@ -54,11 +54,31 @@ def _message(error: Mapping[str, Any], path: KeyPath, root: Type[BaseModel]) -> 
     return message
 
 
-def validation_lines(exc: ValidationError, loaded: LoadedYaml, root: Type[BaseModel]) -> List[str]:
-    """One line per pydantic error, in the order the keys appear in the file."""
+Problem = Tuple[Optional[int], KeyPath, str]
+"""(line, key path, message) of one config problem, before it is formatted."""
+
+
+def validation_problems(exc: ValidationError, loaded: LoadedYaml, root: Type[BaseModel]) -> List[Problem]:
+    """One (line, path, message) per pydantic error."""
     found = []
     for error in exc.errors():
         path = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
-        line = line_of(loaded.locations, path)
-        found.append((line or 0, format_error(loaded.source, line, path, _message(error, path, root))))
-    return [text for _, text in sorted(found, key=lambda item: item[0])]
+        found.append((line_of(loaded.locations, path), path, _message(error, path, root)))
+    return found
+
+
+def problem_lines_filter(problems: Iterable[Problem], shadowed: Sequence[KeyPath]) -> List[Problem]:
+    """`problems` less those at or under a `shadowed` path: a value the loader refused (and
+    reported) reaches validation as nothing, so what validation says of it is noise."""
+    return [p for p in problems if not any(p[1][:len(q)] == q for q in shadowed)]
+
+
+def problem_lines(source: str, problems: Iterable[Problem]) -> List[str]:
+    """`FILE:LINE: key: message` lines in file order."""
+    ordered = sorted(problems, key=lambda p: p[0] or 0)
+    return [format_error(source, line, path, message) for line, path, message in ordered]
+
+
+def validation_lines(exc: ValidationError, loaded: LoadedYaml, root: Type[BaseModel]) -> List[str]:
+    """One line per pydantic error, in the order the keys appear in the file."""
+    return problem_lines(loaded.source, validation_problems(exc, loaded, root))

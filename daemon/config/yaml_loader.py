@@ -5,6 +5,14 @@ PyYAML's `safe_load` keeps the last of duplicate keys without a word and expands
 refuses anchors and aliases while composing (before anything is expanded), refuses duplicate
 keys, records where every mapping key and sequence item starts so validation errors can name
 `FILE:LINE`, and expands `${VAR}` / `${VAR:-default}` in string values from the environment.
+
+Text that cannot be encoded as UTF-8 (a lone surrogate written as "\\ud800", a variable holding
+non-UTF-8 bytes, which Python decodes to surrogates) is refused here: it would pass every later
+check and then fail each frame in the tokenizer, or the first time it is logged or published.
+
+A problem inside the document (a duplicate key, a tag, a bad value, an unset variable) is recorded
+and reading goes on, so `blipd check` lists every one; only what stops PyYAML itself (a syntax
+error, an anchor or alias, excessive nesting) ends reading at once.
 """
 import re
 from dataclasses import dataclass
@@ -37,11 +45,18 @@ class LoadedYaml:
     data:      the top-level mapping (str keys; str, int, float, bool, None, list, dict values)
     locations: 1-based (line, column) of every mapping key and sequence item, by key path
     source:    the file name as given by the caller, used at the start of every error line
+    problems:  with `load_yaml(..., collect=True)`: (line, key path, message) of each problem
+               found while reading (the values concerned are left out of `data`)
     """
 
     data: Dict[str, Any]
     locations: Dict[KeyPath, Tuple[int, int]]
     source: str
+    problems: Tuple[Tuple[Optional[int], KeyPath, str], ...] = ()
+
+    def problem_lines(self) -> List[str]:
+        """`FILE:LINE: key: message` of every recorded problem."""
+        return [format_error(self.source, line, path, message) for line, path, message in self.problems]
 
 
 class _Rejected(Exception):
@@ -113,8 +128,21 @@ def line_of(locations: Mapping[KeyPath, Tuple[int, int]], path: KeyPath) -> Opti
     return None
 
 
+_NOT_UTF8 = ("text that cannot be encoded as UTF-8 (a lone surrogate such as \\ud800, or an "
+             "environment variable holding non-UTF-8 bytes)")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Builder:
-    """Turns the composed node tree into plain data, recording locations on the way."""
+    """Turns the composed node tree into plain data, recording locations on the way; a problem is
+    recorded in `problems` and its value left out, so one pass finds every problem."""
 
     def __init__(self, loader: yaml.SafeLoader, env: Mapping[str, str]) -> None:
         self.loader = loader
@@ -123,17 +151,22 @@ class _Builder:
         self.problems: List[_Rejected] = []
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _TAG + "seq":
-                raise _Rejected(node.start_mark, path, "unsupported YAML tag %s" % node.tag)
-            items: List[Any] = []
-            for index, item in enumerate(node.value):
-                self._locate(path + (index,), item)
-                items.append(self.build(item, path + (index,)))
-            return items
-        return self._scalar(node, path)
+        """The value of `node`; None (and a problem recorded) for one that is refused."""
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _TAG + "seq":
+                    raise _Rejected(node.start_mark, path, "unsupported YAML tag %s" % node.tag)
+                items: List[Any] = []
+                for index, item in enumerate(node.value):
+                    self._locate(path + (index,), item)
+                    items.append(self.build(item, path + (index,)))
+                return items
+            return self._scalar(node, path)
+        except _Rejected as exc:
+            self.problems.append(exc)
+            return None
 
     def _locate(self, path: KeyPath, node: yaml.Node) -> None:
         self.locations[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -145,13 +178,20 @@ class _Builder:
         first_line: Dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _TAG + "merge":
-                raise _Rejected(key_node.start_mark, path, "merge keys (<<) are not allowed")
+                self.problems.append(_Rejected(key_node.start_mark, path, "merge keys (<<) are not allowed"))
+                continue
             key = key_node.value if key_node.tag == _TAG + "str" else None
             if not isinstance(key, str):
-                raise _Rejected(key_node.start_mark, path, "keys must be strings (quote yes/no/on/off/numbers)")
+                self.problems.append(_Rejected(key_node.start_mark, path,
+                                               "keys must be strings (quote yes/no/on/off/numbers)"))
+                continue
+            if not _encodable(key):
+                self.problems.append(_Rejected(key_node.start_mark, path, "a key holds " + _NOT_UTF8))
+                continue
             if key in result:
-                raise _Rejected(key_node.start_mark, path + (key,),
-                                "duplicate key (first defined at line %d)" % first_line[key])
+                self.problems.append(_Rejected(key_node.start_mark, path + (key,),
+                                               "duplicate key (first defined at line %d)" % first_line[key]))
+                continue
             first_line[key] = key_node.start_mark.line + 1
             self._locate(path + (key,), key_node)
             result[key] = self.build(value_node, path + (key,))
@@ -188,7 +228,10 @@ class _Builder:
         if node.tag not in _SCALAR_TAGS:
             raise _Rejected(node.start_mark, path, "unsupported YAML tag %s" % node.tag)
         if node.tag == _TAG + "str":
-            return self._expand(node.value, path, node.start_mark)
+            text = self._expand(node.value, path, node.start_mark)
+            if not _encodable(text):
+                raise _Rejected(node.start_mark, path, _NOT_UTF8)
+            return text
         try:
             return self.loader.construct_object(node, deep=True)
         except Exception:  # the constructors' messages quote the value, which may be secret
@@ -227,8 +270,13 @@ def _yaml_error_line(source: str, text: str, exc: yaml.YAMLError) -> str:
     return format_error(source, None, (), "invalid YAML")
 
 
-def load_yaml(path: Union[str, Path], env: Mapping[str, str], max_bytes: int = MAX_BYTES) -> LoadedYaml:
-    """Read a config file into plain data with key locations; raise a one-line ConfigError."""
+def load_yaml(path: Union[str, Path], env: Mapping[str, str], max_bytes: int = MAX_BYTES,
+              collect: bool = False) -> LoadedYaml:
+    """Read a config file into plain data with key locations.
+
+    ConfigError (one line per problem) for any problem; with `collect`, problems inside the
+    document are returned in `problems` instead (the caller adds its own and raises once), and
+    only a file that cannot be read or parsed raises."""
     source = str(path)
     text = _read_text(Path(path), source, max_bytes)
     loader = _NoAliasLoader(text)
@@ -243,12 +291,13 @@ def load_yaml(path: Union[str, Path], env: Mapping[str, str], max_bytes: int = M
         builder = _Builder(loader, env)
         builder.locations[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
         data = builder.build(root, ())
-        if builder.problems:
-            raise ConfigError([format_error(source, p.line, p.path, p.message) for p in builder.problems])
+        problems = tuple((p.line, p.path, p.message) for p in builder.problems)
+        if problems and not collect:
+            raise ConfigError([format_error(source, *problem) for problem in problems])
     except _Rejected as exc:
         raise ConfigError(format_error(source, exc.line, exc.path, exc.message)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error_line(source, text, exc)) from None
     finally:
         loader.dispose()
-    return LoadedYaml(data=data, locations=builder.locations, source=source)
+    return LoadedYaml(data=data, locations=builder.locations, source=source, problems=problems)

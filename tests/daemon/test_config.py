@@ -59,7 +59,7 @@ i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
 # (case id, YAML text, expected line, expected key path, a word the message must contain)
 BAD = [
     ("duplicate-key", BASE + "    decoder: auto\n    decoder: opencv\n", 7, "streams[0].decoder", "duplicate"),
-    ("duplicate-section", "model: {package: a}\nmodel: {package: b}\n", 2, "model", "duplicate"),
+    ("duplicate-section", "model: {package: a}\nmodel: {package: b}\n" + BASE[BASE.index("streams"):], 2, "model", "duplicate"),
     ("billion-laughs", BILLION_LAUGHS, 1, "a", "anchors"),
     ("any-alias", BASE + "    caption: *cap\n", 6, "streams[0].caption", "aliases"),
     ("anchor", "model: &m {package: a}\n", 1, "model", "anchors"),
@@ -93,6 +93,11 @@ BAD = [
     ("too-deep", "model: " + "[" * 40 + "]" * 40 + "\n", 1, "model" + "[0]" * 15, "deeper"),
     ("merge-key", BASE + "    <<: {loop: true}\n", 6, "streams[0]", "merge keys"),
     ("python-tag", BASE + "    decoder: !!python/object:os.system x\n", 6, "streams[0].decoder", "tag"),
+    ("port-not-a-number", BASE.replace("cam.lan/", "cam.lan:85x4/"), 5, "streams[0].url", "port must be a number"),
+    ("port-out-of-range", BASE.replace("cam.lan/", "cam.lan:70000/"), 5, "streams[0].url", "port must be a number"),
+    ("lone-surrogate", BASE + '    prompts:\n      - {id: p, text: "a \\ud800 dog"}\n', 7,
+     "streams[0].prompts[0].text", "cannot be encoded as UTF-8"),
+    ("lone-surrogate-key", BASE + '    "\\udc80": 1\n', 6, "streams[0]", "cannot be encoded as UTF-8"),
     ("missing-file", BASE.replace("rtsp://viewer:${CAM_PASSWORD}@cam.lan/stream1", "clips/typo.mp4"), 5,
      "streams[0].url", "file not found"),
 ]
@@ -116,6 +121,32 @@ def test_several_problems_give_one_line_each_in_file_order(tmp_path):
     assert [line.split(": ")[1] for line in lines] == [
         "streams[0].decoder", "streams[0].sample_every_s", "metrics.port"]
     assert [int(line.split(":")[1]) for line in lines] == [6, 7, 8]
+
+
+def test_every_problem_is_reported_reading_and_validation_alike(tmp_path):
+    """A duplicate key, an unknown key, a refused tag, an unset variable and a bad value: one
+    line each, in file order, so one `blipd check` run lists everything to fix."""
+    text = BASE.replace("${CAM_PASSWORD}", "${NOT_SET_ANYWHERE}") + (
+        "    decoder: auto\n"
+        "    decoder: opencv\n"
+        "    prompt: []\n"
+        "    loop: !!python/name:os.system x\n"
+        "    sample_every_s: 0\n")
+    lines = error_of(write(tmp_path, text)).lines
+    assert [(int(line.split(":")[1]), line.split(": ")[1]) for line in lines] == [
+        (5, "streams[0].url"), (7, "streams[0].decoder"), (8, "streams[0].prompt"),
+        (9, "streams[0].loop"), (10, "streams[0].sample_every_s")]
+    assert "duplicate key" in lines[1] and "tag" in lines[3]
+
+
+def test_a_variable_with_non_utf8_bytes_is_refused_at_load(tmp_path):
+    """os.environ decodes undecodable bytes to lone surrogates; such text must not reach a prompt."""
+    path = write(tmp_path, BASE + "    prompts:\n      - {id: p, text: \"${PROMPT_TEXT}\"}\n")
+    error = error_of(path, env={"PROMPT_TEXT": b"caf\xe9".decode("utf-8", "surrogateescape")})
+    assert error.lines == ("%s:7: streams[0].prompts[0].text: text that cannot be encoded as UTF-8 (a lone "
+                           "surrogate such as \\ud800, or an environment variable holding non-UTF-8 bytes)"
+                           % path,)
+    str(error).encode("utf-8")  # the message itself prints anywhere
 
 
 def test_password_in_a_failing_url_never_leaks(tmp_path):
@@ -412,6 +443,7 @@ def test_example_sophon_config():
     ("rtsps://user@host/x", "rtsps://user@host/x"),
     ("http://host/x?a=1&token=t0k&Password=p&key=&pwd=z#f", "http://host/x?a=1&token=***&Password=***&key=&pwd=***#f"),
     ("rtsp://u:p@h/s?pass=q", "rtsp://u:***@h/s?pass=***"),
+    ("rtsp://u:p@[::1]:554/s", "rtsp://u:***@[::1]:554/s"),
     ("/srv/clips/a.mp4", "/srv/clips/a.mp4"),
 ])
 def test_redact_url(url, shown):
@@ -425,3 +457,13 @@ def test_redact_text_hides_urls_and_given_secrets():
     assert cleaned.startswith("cannot open rtsp://admin:***@cam/x: 401")
     assert redact_text("nothing to hide") == "nothing to hide"
     assert redact_text("frame 1 of 10", ["1"]) == "frame 1 of 10"  # too short to search for
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("cannot open http://cam/y?token=abc: refused", "cannot open http://cam/y?token=***: refused"),
+    ("lost rtsp://u:pw@cam/s, retrying", "lost rtsp://u:***@cam/s, retrying"),
+    ("(from rtsp://u:pw@cam/s?key=k1)", "(from rtsp://u:***@cam/s?key=***)"),
+    ("end: http://cam/x?sig=s.", "end: http://cam/x?sig=***."),
+])
+def test_redact_text_keeps_the_punctuation_after_a_url(text, shown):
+    assert redact_text(text) == shown
