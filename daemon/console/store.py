@@ -280,9 +280,11 @@ class Store:
             if ids < _CHUNK:
                 break
         for _ in range(max_chunks):
-            if self.used_bytes() <= self.max_total_bytes:
+            used = self.used_bytes()
+            if used <= self.max_total_bytes:
                 break
-            ids = self._delete_chunk("SELECT id, snapshot, snapshot_bytes FROM events ORDER BY id LIMIT ?", (_CHUNK // 4,))
+            ids = self._delete_chunk("SELECT id, snapshot, snapshot_bytes FROM events ORDER BY id LIMIT ?",
+                                     (self._oldest_to_drop(used),))
             deleted += ids
             if ids == 0:
                 break
@@ -291,6 +293,15 @@ class Store:
             self.counters.retention_deleted += deleted
             log.info("retention: deleted %d events", deleted)
         return deleted
+
+    def _oldest_to_drop(self, used: int) -> int:
+        """How many of the oldest events likely free the excess (ids approximate the row count)."""
+        low, high = self.conn.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
+        if low is None:
+            return 0
+        per_event = used / float(high - low + 1)
+        wanted = (used - self.max_total_bytes) / max(per_event, 1.0)
+        return int(min(_CHUNK, max(10, wanted * 1.1)))
 
     def _delete_chunk(self, select: str, args: Tuple[Any, ...]) -> int:
         rows = self.conn.execute(select, args).fetchall()

@@ -1,0 +1,102 @@
+"""`blipd console` as a real subprocess, and a small HTTP client for its API, for the console tests."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def console_command(args: Sequence[str]) -> List[str]:
+    return [sys.executable, "-m", "daemon.commands.cli", "console"] + list(args)
+
+
+def run_console(args: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the command to its end (for refusals: bad config, exposed without auth)."""
+    return subprocess.run(console_command(args), cwd=str(REPO), capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+class ConsoleProcess:
+    """`blipd console ARGS` with its output in a file; ready once it prints its page's address."""
+
+    def __init__(self, args: Sequence[str], port: int) -> None:
+        self.args = list(args)
+        self.port = port
+        self.base = "http://127.0.0.1:%d" % port
+        self._log = tempfile.NamedTemporaryFile(prefix="blipd-console-", suffix=".log", delete=False)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 60) -> "ConsoleProcess":
+        self.proc = subprocess.Popen(console_command(self.args), cwd=str(REPO), stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "blipd console: http://" in self.log():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("console did not start:\n" + self.log()[-3000:])
+
+    def __enter__(self) -> "ConsoleProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> Optional[int]:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode if self.proc is not None else None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def get(self, path: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def json(self, path: str, headers: Optional[Dict[str, str]] = None) -> Any:
+        status, _, body = self.get(path, headers)
+        assert status == 200, (path, status, body[:300])
+        return json.loads(body)
+
+    def wait_json(self, path: str, predicate: Callable[[Any], Any], timeout: float, what: str) -> Any:
+        """Poll an API path until predicate(answer) is truthy; returns the answer."""
+        deadline = time.monotonic() + timeout
+        answer = None
+        while time.monotonic() < deadline:
+            answer = self.json(path)
+            if predicate(answer):
+                return answer
+            time.sleep(0.2)
+        raise AssertionError("timed out waiting for %s; last answer: %s" % (what, json.dumps(answer)[:1500]))

@@ -1,0 +1,137 @@
+"""The console's SQLite store on a real database file: gaps, migrations, search, retention, disk floor."""
+import sqlite3
+import time
+from typing import Any, Dict, Optional
+
+import pytest
+
+from daemon.console.queries import Reader, fts_query
+from daemon.console.schema import VERSION, StoreError
+from daemon.console.store import DB_NAME, Incoming, Store
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 2000 + b"\xff\xd9"
+
+
+def event(seq: int, kind: str = "caption", boot: str = "boot-1", t: Optional[float] = None, **extra: Any) -> Dict[str, Any]:
+    moment = time.gmtime(t if t is not None else time.time())
+    body = {"schema": 1, "type": kind, "stream": "gate", "seq": seq, "boot": boot,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", moment), "pts_s": None, "frame": None,
+            "latency_ms": None, "model": "demo"}
+    if kind == "caption":
+        body["text"] = extra.pop("text", "a red circle on the left")
+    body.update(extra)
+    return body
+
+
+def put(store: Store, *events: Dict[str, Any], jpeg: Optional[bytes] = None) -> None:
+    store.write([Incoming(e, jpeg, time.time()) for e in events])
+
+
+def test_seq_gaps_and_daemon_restarts_are_recorded(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1), event(2), event(5), event(1, boot="boot-2"), event(2, boot="boot-2"))
+    gaps = Reader(tmp_path).events(kinds=["gap"])["events"]
+    kinds = sorted((g["event"]["kind"], g["event"]["missed"]) for g in gaps)
+    assert kinds == [("missed", 2), ("restart", 0)]
+    (stream,) = Reader(tmp_path).streams()
+    assert stream["missed"] == 2 and stream["restarts"] == 1 and stream["seq"] == 2
+    store.close()
+
+
+def test_gap_across_a_console_restart(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1), event(2))
+    store.close()
+    again = Store(tmp_path)
+    put(again, event(9))
+    (stream,) = Reader(tmp_path).streams()
+    assert stream["missed"] == 6 and stream["last_gap"]["kind"] == "missed"
+    again.close()
+
+
+def test_schema_is_versioned_and_a_newer_database_is_refused(tmp_path):
+    Store(tmp_path).close()
+    conn = sqlite3.connect(str(tmp_path / DB_NAME))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute("PRAGMA user_version=%d" % (VERSION + 1))
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this blipd"):
+        Store(tmp_path)
+
+
+def test_search_finds_captions_answers_and_match_prompts_whatever_the_user_types(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1, text="a red circle on the left"), event(2, text="an empty yard"),
+        event(3, "answer", question="gate", text="is the gate open?", answer="yes"),
+        event(4, "match", prompt="truck", text="a red truck", phase="start", score=0.8),
+        event(5, "match", prompt="truck", text="a red truck", phase="update", score=0.8))
+    reader = Reader(tmp_path)
+    texts = lambda q, **kw: sorted(e["type"] for e in reader.search(q, **kw)["events"])  # noqa: E731
+    assert texts("red") == ["caption", "match"]  # the update repeats the prompt: not indexed again
+    assert texts("gate open") == ["answer"]
+    assert texts("circ") == ["caption"]  # the last word is a prefix: results while typing
+    assert texts("red", kinds=["match"]) == ["match"]
+    for hostile in ('red" OR "x', "NEAR(red circle)", "red*", "^red", "-", "'"):
+        reader.search(hostile)  # quoted: never an FTS5 syntax error
+    assert fts_query("  ") is None
+    store.close()
+
+
+def test_events_page_by_id_newest_first(tmp_path):
+    store = Store(tmp_path)
+    put(store, *[event(i) for i in range(1, 8)])
+    reader = Reader(tmp_path)
+    first = reader.events(limit=3)
+    second = reader.events(limit=3, before_id=first["next_before"])
+    ids = [e["id"] for e in first["events"] + second["events"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6
+    store.close()
+
+
+def test_stream_reasons_are_stored_redacted(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1, "stream", state="reconnecting", reason="cannot open rtsp://admin:hunter22@cam/1"))
+    body = Reader(tmp_path).events()["events"][0]["event"]
+    assert "hunter22" not in body["reason"] and "admin:***@cam" in body["reason"]
+    raw = (tmp_path / DB_NAME).read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob(DB_NAME + "-*"))
+    assert b"hunter22" not in raw
+    store.close()
+
+
+def test_retention_by_age_deletes_events_and_their_snapshots(tmp_path):
+    store = Store(tmp_path, max_age_days=1)
+    old = time.time() - 3 * 86400
+    put(store, event(1, t=old), event(2, t=old), jpeg=JPEG)
+    put(store, event(3), jpeg=JPEG)
+    files = list((tmp_path / "snapshots").rglob("*.jpg"))
+    assert len(files) == 3
+    assert store.enforce_retention() == 2
+    assert [e["event"]["seq"] for e in Reader(tmp_path).events()["events"]] == [3]
+    assert len(list((tmp_path / "snapshots").rglob("*.jpg"))) == 1
+    assert Reader(tmp_path).search("circle")["events"][0]["event"]["seq"] == 3  # index follows
+    store.close()
+
+
+def test_retention_by_size_keeps_the_newest(tmp_path):
+    store = Store(tmp_path, max_total_mb=0.5)
+    for batch in range(20):
+        put(store, *[event(batch * 50 + i, text="caption %d %s" % (i, "x" * 300)) for i in range(1, 51)], jpeg=JPEG)
+    assert store.used_bytes() > 0.5 * 1024 * 1024
+    store.enforce_retention()
+    assert store.used_bytes() <= 0.5 * 1024 * 1024
+    seqs = [e["event"]["seq"] for e in Reader(tmp_path).events(limit=500)["events"]]
+    assert seqs and max(seqs) == 19 * 50 + 50 and min(seqs) > 1
+    assert store.snapshot_bytes == len(list((tmp_path / "snapshots").rglob("*.jpg"))) * len(JPEG)
+    assert sqlite3.connect(str(tmp_path / DB_NAME)).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+
+
+def test_under_the_disk_floor_snapshots_stop_and_events_go_on(tmp_path, caplog):
+    store = Store(tmp_path, min_free_mb=1e12)  # more than any disk has free
+    put(store, event(1), event(2), jpeg=JPEG)
+    assert store.counters.snapshots_skipped_disk == 2 and store.counters.snapshots_written == 0
+    assert len(Reader(tmp_path).events()["events"]) == 2
+    assert not list((tmp_path / "snapshots").rglob("*.jpg"))
+    assert sum("snapshots not written" in r.getMessage() for r in caplog.records) == 1  # once a minute
+    store.close()
