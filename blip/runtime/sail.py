@@ -1,24 +1,39 @@
 """SOPHON backend: bmodels run through `sophon.sail` (imported only when this backend is chosen).
 
-Facts this module is built around (reference/sophon-sail.md):
+Facts this module is built around (reference/sophon-sail.md, read against sophon-sail v3.10.7):
+- `import_sail` is the one place blipd imports sail (backend, decoder and preflight use it), and
+  `sail_build` says which release it is: `sail.__version__` is the build date
+  ("master(20240315_101010)", tensor.cpp get_sail_version), never 3.x.y; the release is only in
+  the wheel's metadata (distribution `sophon`, `sophon_arm`, `sophon_arm_pcie`... python/setup.py),
+  so features decide (`BMImage.asnumpy` from 3.9.1, `Decoder.is_eof` from 3.10.2).
 - One `sail.Engine(path, dev_id, IOMode.SYSIO)` per loaded graph: an Engine keeps one set of I/O
   buffers per graph and has no lock, so engines are never shared between worker threads.
-  Constructors are positional only.
-- sail validates little: a wrong input shape is only logged and inference runs anyway, an omitted
-  input silently reuses the previous call's data. `run` therefore checks names and shapes itself.
+  Constructors are positional only; enums must be sail's own members (pybind11 rejects ints).
+- The Engine constructor holds the GIL while the bmodel loads (bind.cpp, no gil_scoped_release):
+  the daemon loads every engine before its readers and publisher start.
+- The numpy `process` raises "bad input" on a wrong rank, shape or name since 3.9.1 (3.9.0 calls
+  exit()), but an omitted input silently reuses the previous call's data: `run` checks names and
+  shapes itself, so a mistake is a BackendError on every sail version.
 - The numpy `Engine.process` holds the GIL for the whole inference (0.2-1 s for BLIP graphs), which
   stalls every reader and the publisher. The default `io="tensor"` uses the `sail.Tensor` form
   (`create_*_tensors_map`, `Tensor.update_data`, `process(g, in, out, core_list)`), which releases
   it; `io="numpy"` is kept as a fallback for sail builds whose Tensor path misbehaves.
+- `Tensor.asnumpy` returns the tensor's raw storage: uint16 bits for F16/BF16, int8/uint8 without
+  the output scale (tensor.cpp). `run` decodes them to float32 (F16/BF16 bit patterns, int8 times
+  `get_output_scale`); the numpy form returns float32 already.
+- `core_list` is honoured only on BM1688-class builds; a launch on a core that does not exist only
+  logs inside bmrt and stale outputs come back, so `core` is checked against the chip's cores.
 - bmodel outputs are named after the compiler's last op, with or without an `_f32` suffix
   (`output_Concat` / `output_Concat_f32`); `outputs` are keyed by the name without `_f32`.
 - Ids travel as float32 when the bmodel says F32 (exact below 2^24); token outputs come back as
   float32 and are cast to int64.
 - `sail.Sail*Error` subclass Exception, not RuntimeError, and C++ errors arrive as RuntimeError:
   both become one-line BackendErrors. sail 3.9.0 calls exit() on some errors; nothing can catch
-  that (daemon/ops/preflight.py warns about 3.9.0).
+  that (daemon/ops/preflight.py warns about it).
 """
 import logging
+import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -33,6 +48,11 @@ F32_SUFFIX = "_f32"
 FLOAT32_EXACT = 1 << 24
 TOKEN_OUTPUT_GRAPHS = frozenset({"blip_cap", "blip_vqa_tdec"})
 """Seed graphs whose output is token ids (reference/seed-blip.md §2): returned as int64."""
+SAIL_DISTRIBUTIONS = ("sophon", "sophon_arm", "sophon_arm_pcie", "sophon_loongarch64", "sophon_sw64", "sophon_riscv64")
+"""Wheel names of sophon-sail by platform (python/setup.py); their metadata holds the 3.x release."""
+CHIP_CORES = {"BM1684": 1, "BM1684X": 1, "BM1688": 2, "CV186AH": 1}
+"""TPU cores per chip. BM1688 has two; CV186AH is counted as one until a box shows otherwise."""
+MAX_CORES = max(CHIP_CORES.values())
 
 _NUMPY_DTYPES = {
     "BM_FLOAT32": "float32", "BM_INT32": "int32", "BM_INT8": "int8", "BM_UINT8": "uint8",
@@ -41,18 +61,97 @@ _NUMPY_DTYPES = {
 }
 _FEEDABLE = ("float32", "int32", "int8", "uint8")
 """Input dtypes sail's numpy path converts to; F16/BF16 inputs would need their own encoding."""
+_SCALED = ("int8", "uint8", "int16", "uint16")
+"""Output dtypes whose values sail stores quantised: multiply by the output scale."""
 
 
-def import_sail() -> Any:
-    """`sophon.sail`, or a BackendError saying how to get it."""
+def import_sail(purpose: str = "backend sail") -> Any:
+    """`sophon.sail`, or a BackendError saying how to get it (`purpose` starts the message)."""
     try:
         import sophon.sail as sail
     except ImportError as exc:
         raise BackendError(
-            "backend sail: sophon.sail is not importable (%s): install the sophon-sail wheel of the "
-            "SOPHON SDK built for this Python (docs/sophon.md)" % exc
+            "%s: sophon.sail is not importable (%s): install the sophon-sail wheel of the "
+            "SOPHON SDK built for this Python (docs/sophon.md)" % (purpose, exc)
         ) from None
     return sail
+
+
+def _vtuple(text: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+@dataclass(frozen=True)
+class SailBuild:
+    """What the imported sail is. build: `__version__` (a build date); release: 3.x.y from the
+    wheel metadata, None when no sophon wheel is registered (a source build); the has_* fields are
+    features read from the module itself, None where the build lacks the class entirely."""
+
+    build: str
+    release: Optional[str]
+    distribution: Optional[str]
+    has_asnumpy: Optional[bool]
+    has_is_eof: Optional[bool]
+
+    def _at_least(self, version: str, feature: Optional[bool]) -> Optional[bool]:
+        if feature is not None:
+            return feature
+        if self.release is not None and _vtuple(self.release):
+            return _vtuple(self.release) >= _vtuple(version)
+        return None
+
+    @property
+    def raises_errors(self) -> Optional[bool]:
+        """3.9.1+: errors raise (3.9.0 calls exit()). None when nothing tells."""
+        return self._at_least("3.9.1", self.has_asnumpy)
+
+    @property
+    def exact_eof(self) -> Optional[bool]:
+        """3.10.2+: end of file has its own read code and `is_eof()`."""
+        return self._at_least("3.10.2", self.has_is_eof)
+
+    def describe(self) -> str:
+        """One line: release (or what the features say), build date."""
+        if self.release:
+            what = "%s (%s)" % (self.release, self.distribution)
+        elif self.exact_eof:
+            what = ">= 3.10.2 by its features"
+        elif self.raises_errors:
+            what = "3.9.1-3.9.x by its features"
+        elif self.raises_errors is False:
+            what = "3.9.0 or older by its features"
+        else:
+            what = "release unknown"
+        return "%s, build %s" % (what, self.build)
+
+
+def sail_build(sail: Any) -> SailBuild:
+    """Identify the imported sail by its wheel metadata and its features (not `__version__`)."""
+    release = distribution = None
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover (3.8 has it)
+        metadata = None  # type: ignore[assignment]
+    if metadata is not None:
+        for name in SAIL_DISTRIBUTIONS:
+            try:
+                release, distribution = metadata.version(name), name
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    image, decoder = getattr(sail, "BMImage", None), getattr(sail, "Decoder", None)
+    return SailBuild(
+        build=str(getattr(sail, "__version__", "unknown")),
+        release=release,
+        distribution=distribution,
+        has_asnumpy=None if image is None else hasattr(image, "asnumpy"),
+        has_is_eof=None if decoder is None else hasattr(decoder, "is_eof"),
+    )
+
+
+def chip_cores(target: str) -> Optional[int]:
+    """TPU cores of chip `target` (Handle.get_target()), None for a chip this table lacks."""
+    return CHIP_CORES.get(str(target).upper())
 
 
 def sail_errors(sail: Any) -> Tuple[type, ...]:
@@ -82,7 +181,8 @@ class SailRuntime(Runtime):
     device: TPU id (`bm-smi` lists them).
     core:   None runs each graph on the cores it was compiled for (single-core bmodels: core 0);
             an int sends every call to that core (`core_list=[core]`), e.g. 1 for a second worker
-            on BM1688/CV186AH. Other chips' sail builds ignore it.
+            on BM1688. A core the chip does not have is a BackendError here: bmrt would only log
+            the failed launch and hand back stale outputs.
     io:     "tensor" (default; releases the GIL) or "numpy" (holds the GIL for the whole call).
     """
 
@@ -98,11 +198,25 @@ class SailRuntime(Runtime):
         self._sail = import_sail()
         self._errors = sail_errors(self._sail)
         self.device = device
-        self.core = core
         self.io = io
+        self.target = self._target()
+        self.core = core
+        cores = chip_cores(self.target)
+        if core is not None and cores is not None and core >= cores:
+            raise BackendError("backend sail: TPU %d is a %s with %d core(s): there is no core %d (model.workers is at most %d here)"
+                               % (device, self.target, cores, core, cores))
+
+    def _target(self) -> str:
+        """The chip of the device; a bad id raises SailDeviceError in sail ("init device failure")."""
+        try:
+            return str(self._sail.Handle(self.device).get_target())
+        except self._errors as exc:
+            raise BackendError("backend sail: TPU %d cannot be opened: %s (bm-smi lists the devices)"
+                               % (self.device, one_line(exc))) from None
 
     def load(self, path: str, graph_name: Optional[str] = None) -> Graph:
-        """One new Engine for `path`; `graph_name` is required only when the bmodel has several."""
+        """One new Engine for `path`; `graph_name` is required only when the bmodel has several.
+        Holds the GIL while sail loads the file: load before other threads have work to do."""
         return SailGraph(self._sail, self._errors, path, graph_name, self.device, self.core, self.io)
 
 
@@ -152,16 +266,28 @@ class SailGraph(Graph):
             self.inputs[name] = TensorSpec(name, tuple(int(d) for d in engine.get_input_shape(g, name)), dtype)
         self.outputs: Dict[str, TensorSpec] = {}
         self._engine_names: Dict[str, str] = {}  # key of `outputs` -> the engine's output name
+        self._raw: Dict[str, Tuple[str, float]] = {}  # key -> (sail dtype, output scale)
         tokens = g in TOKEN_OUTPUT_GRAPHS
         for name in engine.get_output_names(g):
             key = name[: -len(F32_SUFFIX)] if name.endswith(F32_SUFFIX) else name
             if key in self._engine_names:
                 key = name  # both variants present: keep the engine's names
-            dtype = _dtype_name(engine.get_output_dtype(g, name))
-            if tokens or dtype.startswith(("int", "uint")):
+            raw = _dtype_name(engine.get_output_dtype(g, name))
+            scale = self._scale(engine, name) if raw in _SCALED else 1.0
+            if tokens or raw in ("int32", "uint32") or (raw in _SCALED and scale == 1.0):
                 dtype = "int64"
+            else:
+                dtype = "float32"  # float16/bfloat16 bits and scaled integers are decoded in run
             self._engine_names[key] = name
+            self._raw[key] = (raw, scale)
             self.outputs[key] = TensorSpec(key, tuple(int(d) for d in engine.get_output_shape(g, name)), dtype)
+
+    def _scale(self, engine: Any, name: str) -> float:
+        get = getattr(engine, "get_output_scale", None)
+        scale = float(get(self.name, name)) if get is not None else 1.0
+        if not np.isfinite(scale) or scale <= 0:
+            raise BackendError("%s: output %s has scale %r" % (self.path, name, scale))
+        return scale
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Validate and convert the feeds, run once, return every output under its `outputs` key."""
@@ -179,6 +305,8 @@ class SailGraph(Graph):
         out: Dict[str, np.ndarray] = {}
         for key, spec in self.outputs.items():
             value = np.asarray(raw[self._engine_names[key]])
+            if self.io == "tensor":
+                value = decode_output(value, *self._raw[key])
             out[key] = np.rint(value).astype(np.int64) if spec.dtype == "int64" else value.astype(np.float32, copy=False)
         return out
 
@@ -217,3 +345,17 @@ class SailGraph(Graph):
         self._engine = None
         self._in_map = {}
         self._out_map = {}
+
+
+def decode_output(value: np.ndarray, raw: str, scale: float) -> np.ndarray:
+    """What `Tensor.asnumpy` returned, as numbers: F16/BF16 arrive as their uint16 bit patterns,
+    quantised integers without their scale (tensor.cpp asnumpy)."""
+    if raw == "float16":
+        return value.view(np.float16).astype(np.float32) if value.dtype == np.uint16 else value.astype(np.float32)
+    if raw == "bfloat16":
+        if value.dtype != np.uint16:
+            return value.astype(np.float32)
+        return (value.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    if raw in _SCALED and scale != 1.0:
+        return value.astype(np.float32) * np.float32(scale)
+    return value

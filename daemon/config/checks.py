@@ -149,4 +149,6 @@ def cross_checks(settings: Any) -> List[Problem]:
                              % (resolved.backoff_max_s, resolved.backoff_initial_s)))
         if stream.realtime is False and stream.is_live:
             problems.append((base + ("realtime",), "realtime: false applies to files only, not to live URLs"))
-    return problems + tpu_preprocess_checks(settings)
+    from daemon.config.sail_checks import sail_checks
+
+    return problems + tpu_preprocess_checks(settings) + sail_checks(settings)

@@ -2,14 +2,21 @@
 Finding with a one-line fix, so `blipd check` and the service start say what to do instead of
 failing deep inside sail (whose 3.9.0 even exits the process on some errors).
 
-Checks: TPU/VPU device nodes and their permissions, `sophon.sail` importable and its version,
-the TPU's chip (`Handle.get_target`) against each bmodel's chip, free device memory where sail
-can read it, and the open-files limit for many decode channels. On a machine without any SOPHON
-device or sail it says so, and passes unless the configuration needs the backend. sail is only
-imported when something needs it (an ordinary Linux box never imports it).
+Checks: TPU/VPU device nodes and their permissions, `sophon.sail` importable and which release it
+is, the TPU's chip (`Handle.get_target`) against each bmodel's chip and the workers against its
+cores, free device memory where sail can read it, and the open-files limit for many decode
+channels. On a machine without any SOPHON device or sail it says so, and passes unless the
+configuration needs the backend. sail is only imported when something needs it (an ordinary Linux
+box never imports it), through blip.runtime.sail, the one place that imports it.
+
+The release is never read from `sail.__version__`: in 3.9.0-3.10.7 that is the build date
+("master(20240315_101010)"). blip.runtime.sail.sail_build reads the wheel's metadata and the
+features (`BMImage.asnumpy` from 3.9.1, `Decoder.is_eof` from 3.10.2).
+
+The VPU: SoC boxes have /dev/vpu*, older drivers /dev/bm-vpu*; on a PCIe host the decoder reaches
+the VPU through the card's /dev/bm-sophon<N> (bmvid), so any of them will do.
 """
 import glob
-import importlib
 import importlib.util
 import os
 import re
@@ -18,6 +25,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 LEVELS = ("ok", "info", "warn", "error")
 TPU_NODES = ("bm-sophon*", "bm-tpu*")  # PCIe cards, SoC boxes
+PCIE_NODES = ("bm-sophon*",)
 VPU_NODES = ("bm-vpu*", "vpu*")
 CHIPS = ("BM1684X", "BM1684", "BM1688", "CV186AH")
 _CHIP_IN_NAME = re.compile(r"_(bm1684x|bm1684|bm1688|cv186ah)_", re.IGNORECASE)
@@ -53,10 +61,6 @@ def failed(findings: Sequence[Finding]) -> bool:
     return any(f.level == "error" for f in findings)
 
 
-def _version(text: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-
 def _nodes(dev_dir: str, patterns: Sequence[str]) -> List[str]:
     found: List[str] = []
     for pattern in patterns:
@@ -75,21 +79,24 @@ def _node_findings(kind: str, nodes: List[str], needed: bool, fix_missing: str) 
 
 
 def _import_sail(needed: bool) -> Tuple[Any, List[Finding]]:
+    from blip.errors import BackendError
+    from blip.runtime.sail import import_sail, sail_build
+
     try:
-        sail = importlib.import_module("sophon.sail")
-    except ImportError as exc:
-        return None, [Finding("sail", "error" if needed else "info", "sophon.sail is not importable (%s)" % exc,
-                              "pip3 install the sophon-sail wheel of your SOPHON SDK (built for Python 3.8)")]
-    version = str(getattr(sail, "__version__", "unknown"))
-    findings = [Finding("sail", "ok", "sophon.sail %s" % version)]
-    parsed = _version(version)
-    if not parsed:
-        findings.append(Finding("sail", "warn", "cannot read the sail version %r" % version))
-    elif parsed < _version(SAIL_FIXED_EXIT):
-        findings.append(Finding("sail", "warn", "sail %s calls exit() on a bad bmodel or IOMode, killing the daemon" % version,
-                                "upgrade sophon-sail to %s or later" % SAIL_FIXED_EXIT))
-    elif parsed < _version(SAIL_FIXED_EOF):
-        findings.append(Finding("sail", "info", "sail %s reports end of file like a read failure" % version,
+        sail = import_sail("preflight")
+    except BackendError as exc:
+        return None, [Finding("sail", "error" if needed else "info", str(exc).split(": install")[0],
+                              "pip3 install the sophon-sail wheel of your SOPHON SDK (built for this Python)")]
+    build = sail_build(sail)
+    findings = [Finding("sail", "ok", "sophon.sail %s" % build.describe())]
+    if build.raises_errors is None:
+        findings.append(Finding("sail", "warn", "cannot tell the sail release (no sophon wheel metadata, no BMImage)",
+                                "pip3 show sophon (or sophon_arm, sophon_arm_pcie) should name 3.9.1 or later"))
+    elif not build.raises_errors:
+        findings.append(Finding("sail", "warn", "this sail (%s) calls exit() on a bad bmodel, handle id or shape, "
+                                "killing the daemon" % build.describe(), "upgrade sophon-sail to %s or later" % SAIL_FIXED_EXIT))
+    elif build.exact_eof is False:
+        findings.append(Finding("sail", "info", "this sail (%s) reports end of file like a read failure" % build.describe(),
                                 "upgrade sophon-sail to %s or later for exact end-of-stream reporting" % SAIL_FIXED_EOF))
     return sail, findings
 
@@ -103,13 +110,20 @@ def bmodel_chip(path: str, chips: Optional[Mapping[str, str]] = None) -> Optiona
     return found.group(1).upper() if found else None
 
 
-def _device_findings(sail: Any, device: int, bmodels: Sequence[str], chips: Optional[Mapping[str, str]]) -> List[Finding]:
+def _device_findings(sail: Any, device: int, bmodels: Sequence[str], chips: Optional[Mapping[str, str]],
+                     workers: int) -> List[Finding]:
+    from blip.runtime.sail import chip_cores, one_line, sail_errors
+
     try:
         target = str(sail.Handle(device).get_target())
-    except Exception as exc:  # sail raises RuntimeError or its own Exception subclasses
-        return [Finding("tpu", "error", "TPU %d cannot be opened: %s" % (device, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__),
+    except sail_errors(sail) as exc:  # SailDeviceError("init device failure") for a bad id
+        return [Finding("tpu", "error", "TPU %d cannot be opened: %s" % (device, one_line(exc)),
                         "check `bm-smi` and the device id (model.device in the config)")]
     findings = [Finding("tpu", "ok", "TPU %d is a %s" % (device, target))]
+    cores = chip_cores(target)
+    if cores is not None and workers > cores:
+        findings.append(Finding("cores", "error", "model.workers is %d, a %s has %d TPU core(s)" % (workers, target, cores),
+                                "set model.workers to %d or less" % cores))
     for path in bmodels:
         chip = bmodel_chip(path, chips)
         name = os.path.basename(path)
@@ -159,12 +173,14 @@ def run_preflight(
     decoder_needed: bool = False,
     chips: Optional[Mapping[str, str]] = None,
     dev_dir: str = "/dev",
+    workers: int = 1,
 ) -> List[Finding]:
     """Findings for this machine; `failed(findings)` says whether the configuration can run here.
 
     backend_needed: the config runs backend sail (its bmodels are checked against the chip).
     decoder_needed: a stream uses decoder sail (VPU nodes and the files limit are checked).
     chips:          bmodel path -> chip, where the manifest knows it (else from the file name).
+    workers:        sail workers (model.workers), one TPU core each: at most the chip's cores.
     """
     needed = backend_needed or decoder_needed
     tpu = _nodes(dev_dir, TPU_NODES)
@@ -174,13 +190,13 @@ def run_preflight(
                         "use backend onnxruntime and decoder opencv, or install libsophon and sophon-sail" if needed else "")]
     findings = _node_findings("tpu", tpu, needed, "load the SOPHON driver (libsophon); `bm-smi` must list the TPU")
     if decoder_needed:
-        findings += _node_findings("vpu", _nodes(dev_dir, VPU_NODES), True,
-                                   "the VPU driver is missing: install libsophon, or use decoder opencv")
+        vpu = _nodes(dev_dir, VPU_NODES) or _nodes(dev_dir, PCIE_NODES)  # PCIe: the VPU is behind bm-sophon<N>
+        findings += _node_findings("vpu", vpu, True, "the VPU driver is missing: install libsophon, or use decoder opencv")
         findings += _nofile_finding()
     if not needed:
         return findings + [Finding("sail", "info", "backend and decoder sail not used: sophon.sail not loaded")]
     sail, sail_findings = _import_sail(needed)
     findings += sail_findings
     if sail is not None and tpu:
-        findings += _device_findings(sail, device, bmodels, chips)
+        findings += _device_findings(sail, device, bmodels, chips, workers if backend_needed else 1)
     return findings

@@ -82,12 +82,24 @@ def test_old_sail_loops_a_file_after_20_failed_reads_so_the_source_stops_at_the_
     src.close()
 
 
-def test_a_sized_bmimage_gets_the_frame_resized_into_it(clip, sail):
-    handle = sail.Handle(0)
-    decoder = sail.Decoder(str(clip), False, 0)
-    image = sail.BMImage(handle, 50, 70, sail.Format.FORMAT_BGR_PACKED, sail.ImgDtype.DATA_TYPE_EXT_1N_BYTE)
-    assert decoder.read(handle, image) == 0
-    assert image.asmat().shape == (50, 70, 3)
+def test_capital_rtsp_is_lower_cased_so_sail_applies_its_read_timeout(sail):
+    """sail applies stimeout and rtsp_transport only to URLs starting with lowercase `rtsp:`."""
+    src = source("RTSP://viewer:secret@127.0.0.1:%d/live" % closed_port(), read_timeout_s=2.0)
+    with pytest.raises(SourceError):
+        src.open()
+    path, options = sail._opens()[-1]
+    assert path.startswith("rtsp://viewer:secret@127.0.0.1:")
+    assert options["stimeout"] == "2000000" and options["rtsp_transport"] == "tcp"
+
+
+@pytest.mark.parametrize("url", ["rtsps://viewer:secret@cam.lan/live", "https://cam.lan/live.m3u8", "http://cam.lan/x"])
+def test_urls_sail_cannot_time_out_are_refused_before_sail_sees_them(sail, url):
+    from daemon.pipeline.sources.base import DecoderUnavailable
+
+    with pytest.raises(DecoderUnavailable, match="no read timeout for .*use decoder opencv or pyav") as err:
+        source(url).open()
+    assert "secret" not in str(err.value)
+    assert sail._opens() == []
 
 
 @pytest.mark.integration

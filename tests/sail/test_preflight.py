@@ -60,12 +60,47 @@ def test_sophon_box_with_matching_and_mismatched_bmodels(sail, dev, tmp_path):
 
 
 @pytest.mark.parametrize("version,level", [("3.9.0", "warn"), ("3.9.4", "info")])
-def test_old_sail_versions_are_flagged(sail, dev, version, level):
+def test_old_sail_releases_are_flagged_by_their_features(sail, dev, version, level):
     sail._configure(version=version)
+    assert sail.__version__.startswith("master(")  # the build date, as every real release has it
     findings = run_preflight(True, dev_dir=str(dev))
     flagged = [f for f in findings if f.check == "sail" and f.level == level]
     assert flagged and flagged[0].fix.startswith("upgrade sophon-sail")
+    assert "by its features" in flagged[0].message
     assert not failed(findings)
+
+
+def test_the_release_comes_from_the_wheel_metadata(sail, dev, tmp_path, monkeypatch):
+    info = tmp_path / "site" / "sophon_arm_pcie-3.9.4.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sophon_arm_pcie\nVersion: 3.9.4\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    lines = [f.line() for f in run_preflight(True, dev_dir=str(dev)) if f.check == "sail"]
+    assert any("3.9.4 (sophon_arm_pcie), build master(" in line for line in lines), lines
+
+
+def test_a_pcie_host_reaches_the_vpu_through_bm_sophon(sail, tmp_path):
+    dev = tmp_path / "pcie"
+    dev.mkdir()
+    (dev / "bm-sophon0").write_bytes(b"")
+    findings = run_preflight(False, decoder_needed=True, dev_dir=str(dev))
+    assert not failed(findings), [f.line() for f in findings]
+    assert any(f.check == "vpu" and f.level == "ok" and "bm-sophon0" in f.message for f in findings)
+
+
+@pytest.mark.parametrize("chip,workers,bad", [("BM1688", 2, False), ("BM1688", 3, True), ("BM1684X", 2, True)])
+def test_workers_are_bounded_by_the_chips_cores(sail, dev, chip, workers, bad):
+    sail._configure(chip=chip)
+    findings = run_preflight(True, dev_dir=str(dev), workers=workers)
+    assert failed(findings) == bad
+    if bad:
+        assert any(f.check == "cores" and "set model.workers to" in f.fix for f in findings)
+
+
+def test_a_tpu_id_that_does_not_exist(sail, dev):
+    findings = run_preflight(True, device=4, dev_dir=str(dev))
+    errors = [f for f in findings if f.level == "error"]
+    assert errors and "TPU 4 cannot be opened: SailDeviceError: init device failure" in errors[0].message
 
 
 def test_missing_or_blocked_device_nodes_and_low_memory(sail, tmp_path):

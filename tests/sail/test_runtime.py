@@ -63,17 +63,13 @@ def test_split_graph_names_pass_through(tmp_path, sail):
     assert embeds.shape == (1, 3, 16) and np.all(embeds == 3.0)
 
 
-def test_wrong_shape_is_refused_where_sail_would_only_log(tmp_path, sail):
-    path = str(make_itm(tmp_path / "blip_itm.bmodel"))
-    # what the real sail does: logs, keeps going with partly stale data
-    engine = sail.Engine(path, 0, sail.IOMode.SYSIO)
-    engine.process("blip_itm", itm_feeds(1.0))
+@pytest.mark.parametrize("version", ["3.9.0", "3.10.7"])
+def test_wrong_shape_is_a_backend_error_before_sail_sees_it(tmp_path, sail, version):
+    """sail >= 3.9.1 raises "bad input" on a wrong shape, 3.9.0 exit()s: the runtime's own check
+    names the input and never lets 3.9.0 kill the process."""
+    sail._configure(version=version)
+    graph = runtime().load(str(make_itm(tmp_path / "blip_itm.bmodel")))
     short = dict(itm_feeds(0.0), pixel_values=np.zeros((1, 3, 2, 2), dtype=np.float32))
-    stale = engine.process("blip_itm", short)["output_Gather"][0]
-    assert "Reshape failed." in sail._logged()
-    assert stale != pytest.approx(expected_itm(0.0))
-    # what the runtime does instead
-    graph = runtime().load(path)
     with pytest.raises(BackendError, match=r"input pixel_values has shape \(1, 3, 2, 2\), the bmodel needs \(1, 3, 4, 4\)"):
         graph.run(short)
 
@@ -89,6 +85,43 @@ def test_missing_input_is_refused_where_sail_reuses_stale_data(tmp_path, sail):
         graph.run(partial)
     with pytest.raises(BackendError, match="has no input 'token_type_ids'"):
         graph.run(dict(itm_feeds(), token_type_ids=IDS))
+
+
+@pytest.mark.parametrize("dtype,scale", [("BM_FLOAT16", 1.0), ("BM_BFLOAT16", 1.0), ("BM_INT8", 2.0)])
+@pytest.mark.parametrize("io", ["tensor", "numpy"])
+def test_half_and_quantised_outputs_come_back_as_numbers(tmp_path, sail, dtype, scale, io):
+    """Tensor.asnumpy hands back F16/BF16 as uint16 bits and int8 without its scale."""
+    path = make_itm(tmp_path / "blip_itm.bmodel")
+    (tmp_path / "blip_itm.bmodel.json").write_text(json.dumps(
+        {"output_dtypes": {"output_Gather": dtype}, "output_scales": {"output_Gather": scale}}))
+    graph = runtime(io=io).load(str(path))
+    assert graph.outputs["output_Gather"].dtype == "float32"
+    out = graph.run(itm_feeds())["output_Gather"]
+    assert out.dtype == np.float32
+    assert out[0] == pytest.approx(expected_itm(), rel=1e-2)
+
+
+def test_a_core_the_chip_lacks_is_refused_where_sail_returns_stale_outputs(tmp_path, sail):
+    sail._configure(chip="BM1688")
+    path = str(make_itm(tmp_path / "blip_itm.bmodel"))
+    assert runtime(core=1).load(path).run(itm_feeds(0.5))["output_Gather"][0] == pytest.approx(expected_itm(0.5))
+    # the double, like bmrt: the launch on core 2 fails, is logged, the previous outputs come back
+    engine = sail.Engine(path, 0, sail.IOMode.SYSIO)
+    engine.process("blip_itm", itm_feeds(1.0))
+    stale = engine.process("blip_itm", itm_feeds(0.0), core_list=[2])["output_Gather"][0]
+    assert stale == pytest.approx(expected_itm(1.0)) and any("launch" in line for line in sail._logged())
+    with pytest.raises(BackendError, match="BM1688 with 2 core.s.: there is no core 2"):
+        runtime(core=2)
+    sail._configure(chip="BM1684X")
+    with pytest.raises(BackendError, match="BM1684X with 1 core.s.: there is no core 1"):
+        runtime(core=1)
+
+
+def test_a_tpu_that_does_not_exist_is_one_line(sail):
+    with pytest.raises(BackendError) as bad:
+        runtime(device=3)
+    assert "TPU 3 cannot be opened: SailDeviceError: init device failure" in str(bad.value)
+    assert "\n" not in str(bad.value)
 
 
 def test_ids_beyond_float32_precision_are_refused(tmp_path, sail):
@@ -115,33 +148,6 @@ def test_dynamic_bmodels_are_refused(tmp_path, sail):
     (tmp_path / "vision.bmodel.json").write_text(json.dumps({"dynamic": True}))
     with pytest.raises(BackendError, match="is dynamic"):
         runtime().load(str(path))
-
-
-def test_sail_errors_are_not_runtime_errors_but_both_are_caught(tmp_path, sail):
-    assert not issubclass(sail.SailEngineError, RuntimeError)
-    assert issubclass(sail.SailEngineError, Exception)
-    sail._configure(chip="BM1688")
-    path = str(make_itm(tmp_path / "blip_itm.bmodel"))
-    assert runtime(core=1).load(path).run(itm_feeds())["output_Gather"][0] == pytest.approx(expected_itm())
-    with pytest.raises(BackendError, match="SailEngineError: invalid core id 5"):
-        runtime(core=5).load(path).run(itm_feeds())
-
-
-def test_double_constructors_are_positional_only(tmp_path, sail):
-    path = str(make_itm(tmp_path / "blip_itm.bmodel"))
-    with pytest.raises(TypeError):
-        sail.Engine(path, 0, mode=sail.IOMode.SYSIO)
-    with pytest.raises(TypeError):
-        sail.Handle(dev_id=0)
-    engine = sail.Engine(path, 0, sail.IOMode.SYSO)
-    with pytest.raises(sail.SailEngineError, match="bad input"):
-        engine.process("blip_itm", itm_feeds())
-
-
-def test_sail_390_exits_instead_of_raising(tmp_path, sail):
-    sail._configure(version="3.9.0")
-    with pytest.raises(SystemExit):
-        sail.Engine(str(tmp_path / "nope.bmodel"), 0, sail.IOMode.SYSIO)
 
 
 def test_missing_sail_is_a_backend_error(monkeypatch):

@@ -1,9 +1,12 @@
 """sail.Decoder source: files and RTSP decoded by the SOPHON VPU (reference/sophon-sail.md §5).
 
-Facts this module is built around:
+Facts this module is built around (read in sophon-sail v3.10.7 src/cvwrapper.cpp):
 - `sail.set_decoder_env(key, value)` only sets SAIL_DECODER_<key>, read once when a Decoder is
   constructed: we set `rtsp_transport` tcp and `stimeout` (ffmpeg's socket timeout, in
-  MICROseconds) from the spec's read timeout right before construction.
+  MICROseconds) from the spec's read timeout right before construction. sail applies them only
+  when the URL starts with lowercase `rtsp:`: an `RTSP://` scheme is lower-cased here, and
+  rtsps:// or http(s):// (no timeout at all: a read could block forever and the stall watchdog
+  never fire) are refused, by `blipd check` and again here (daemon/config/sail_checks.py).
 - The Decoder prints `decoder ctor: filepath=<url>` and `open filepath=<url>` to the C-level stdout,
   credentials included, and its spdlog errors also go to stdout. Construction therefore runs with
   fd 1 pointed at a temporary file (os.dup2), under one process-wide lock; the captured text is
@@ -23,7 +26,12 @@ Facts this module is built around:
   planar at full size (a colour conversion before the resize, as the CPU path's BGR frame),
   `vpp_resize` to each size, `convert_to` into a float32 RGB planar BMImage with
   a_c = 1/(255 std_c), b_c = -mean_c/std_c (float32, as the CPU computes it), then
-  `bm_image_to_tensor(...).asnumpy()`. Bicubic only on BM1684: BM1684X bmcv has no bicubic
+  `bm_image_to_tensor(...).asnumpy()`. `convert_to` on planar images returns success even when
+  bmcv failed (it only printf()s; bmcv documents convert_to for BM1684/BM1684X only), leaving
+  uninitialised device memory in the output: every result is checked (finite, inside the range
+  the package's mean/std allow) and the first of each open is compared with the resized frame;
+  a result that fails turns the device path off until the next open, with one warning, and the
+  worker preprocesses on the CPU. Bicubic only on BM1684: BM1684X bmcv has no bicubic
   (BM1688/CV186AH unconfirmed), so there the resize is bilinear (parity: docs/sophon.md).
   The result is copied to host memory (one d2s copy, 1.7 MB at 384 px): sail's Tensor-form
   `process` on our SYSIO engines refuses an input Tensor without system memory ("bad input")
@@ -41,10 +49,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from blip.runtime.sail import one_line, sail_errors
+from blip.errors import BackendError
+from blip.runtime.sail import import_sail, one_line, sail_errors
+from daemon.config.sail_checks import sail_url
 from daemon.errors import SourceError
 from daemon.pipeline.sources.base import (
-    DecoderUnavailable, DevicePreprocess, Source, SourceEnded, SourceSpec, check_file, is_file_url, to_bgr,
+    DecoderUnavailable, DevicePreprocess, Source, SourceEnded, SourceSpec, check_file, file_path, is_file_url, to_bgr,
 )
 
 log = logging.getLogger(__name__)
@@ -57,14 +67,20 @@ _FD_LOCK = threading.Lock()
 BICUBIC_CHIPS = frozenset({"BM1684"})
 """Chips whose bmcv resize has BMCV_INTER_BICUBIC (reference/sophon-sail.md §7): BM1684X has only
 NEAREST and LINEAR; BM1688/CV186AH are unconfirmed and get LINEAR too."""
+SPOT_CHECK_TOLERANCE = 0.05
+"""Largest difference (in normalised units, about 1/70 of the 0-255 range) between the device's
+pixels and the same resized frame normalised on the host, on the first frame of an open."""
+
+
+class DevicePixelError(ValueError):
+    """The device produced pixel values that must not reach the model."""
 
 
 def _import_sail() -> Any:
     try:
-        import sophon.sail as sail
-    except ImportError as exc:
-        raise DecoderUnavailable("decoder sail is not available (sophon.sail: %s)" % exc) from None
-    return sail
+        return import_sail("decoder sail")
+    except BackendError as exc:
+        raise DecoderUnavailable(str(exc)) from None
 
 
 class _CapturedStdout:
@@ -148,6 +164,11 @@ class DevicePixels:
         self._alpha_beta: Tuple[Tuple[float, float], ...] = tuple(
             (1.0 / (255.0 * float(s)), -float(m) / float(s)) for m, s in zip(plan.mean, plan.std)
         )
+        # what (x/255 - m)/s can be for x in 0..255, per plane, with a little float slack
+        mean, std = np.asarray(plan.mean, dtype=np.float32), np.asarray(plan.std, dtype=np.float32)
+        self._low = ((0.0 - mean) / std - 1e-3).reshape(1, 3, 1, 1)
+        self._high = ((1.0 - mean) / std + 1e-3).reshape(1, 3, 1, 1)
+        self._spot_checked = False
 
     def __call__(self, image: Any) -> Dict[int, np.ndarray]:
         sail, bmcv = self._sail, self._bmcv
@@ -157,14 +178,42 @@ class DevicePixels:
         for size in self.plan.sizes:
             resized = bmcv.vpp_resize(rgb, size, size, self._algorithm)
             normed = sail.BMImage(self._handle, size, size, planar, sail.ImgDtype.DATA_TYPE_EXT_FLOAT32)
-            bmcv.convert_to(resized, normed, self._alpha_beta)
+            ret = bmcv.convert_to(resized, normed, self._alpha_beta)
+            if ret not in (None, 0):
+                raise DevicePixelError("convert_to returned %s" % (ret,))
             pixels = np.asarray(bmcv.bm_image_to_tensor(normed).asnumpy())  # a host copy: `normed` may go
             if pixels.shape != (1, 3, size, size) or pixels.dtype != np.float32:
-                raise ValueError("bm_image_to_tensor gave %s %s, not float32 (1, 3, %d, %d)"
-                                 % (pixels.dtype, pixels.shape, size, size))
+                raise DevicePixelError("bm_image_to_tensor gave %s %s, not float32 (1, 3, %d, %d)"
+                                       % (pixels.dtype, pixels.shape, size, size))
+            self._check(pixels, resized)
             pixels.setflags(write=False)
             out[size] = pixels
+        self._spot_checked = True
         return out
+
+    def _check(self, pixels: np.ndarray, resized: Any) -> None:
+        """Raise DevicePixelError for pixels that cannot come from a normalised frame (module
+        docstring: convert_to may leave uninitialised memory and still return success)."""
+        if not np.isfinite(pixels).all():
+            raise DevicePixelError("convert_to left non-finite values (bmcv failed without saying so)")
+        if (pixels < self._low).any() or (pixels > self._high).any():
+            raise DevicePixelError("convert_to left values outside [%.2f, %.2f] (bmcv failed without saying so)"
+                                   % (float(self._low.min()), float(self._high.max())))
+        if self._spot_checked:
+            return
+        try:
+            bgr = np.asarray(resized.asmat())
+        except AttributeError:  # sail built without OpenCV: the range check has to do
+            return
+        size = pixels.shape[-1]
+        if bgr.shape != (size, size, 3):
+            return
+        rgb = bgr[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)
+        scale = np.asarray([a for a, _ in self._alpha_beta], dtype=np.float32).reshape(1, 3, 1, 1)
+        offset = np.asarray([b for _, b in self._alpha_beta], dtype=np.float32).reshape(1, 3, 1, 1)
+        worst = float(np.abs(rgb * scale + offset - pixels).max())
+        if worst > SPOT_CHECK_TOLERANCE:
+            raise DevicePixelError("convert_to differs from the resized frame by up to %.3f (bmcv failed without saying so)" % worst)
 
 
 class SailSource(Source):
@@ -201,7 +250,9 @@ class SailSource(Source):
             self._handle = sail.Handle(self.device)
         except errors as exc:
             raise self._fail("TPU %d: %s" % (self.device, one_line(exc))) from None
-        path = self.spec.url[len("file://"):] if self.spec.url.startswith("file://") else self.spec.url
+        path, why = sail_url(file_path(self.spec.url))
+        if why:  # `blipd check` refuses these; a config that skipped it must not block forever
+            raise DecoderUnavailable("stream %s: %s" % (self.spec.name, why))
         captured = _CapturedStdout()
         try:
             with captured:
@@ -273,6 +324,12 @@ class SailSource(Source):
             return None
         try:
             return self._device_pixels(self._image)
+        except DevicePixelError as exc:  # would fail on every frame: off until the next open
+            self._device_pixels = None
+            self._pixel_failures += 1
+            log.warning("stream %s: preprocess tpu gave unusable pixels on frame %d (%s); preprocessing on the "
+                        "CPU until the stream reopens", self.spec.name, self._grabbed - 1, self.spec.clean(str(exc)))
+            return None
         except self._pixel_errors as exc:
             self._pixel_failures += 1
             if self._pixel_failures == 1:  # once per open: the CPU path keeps the stream served

@@ -7,25 +7,36 @@ RTSP through cv2.VideoCapture. What the double mirrors from sail 3.9.0-3.10.7:
 - `SailEngineError`, `SailDecoderError`, `SailTensorError`... subclass Exception, not RuntimeError;
   `Decoder` open failures are RuntimeError; profile 3.9.0 "calls exit()" (SystemExit) on a bad
   bmodel or a wrong IOMode;
+- `__version__` is the build date ("master(YYYYMMDD_HHMMSS)"), never the release; features follow
+  the release: `BMImage.asnumpy` from 3.9.1, `Decoder.is_eof` from 3.10.2 (absent before);
+- pybind11 enums: a plain int where sail takes an IOMode, Dtype, Format, ImgDtype or resize
+  algorithm is a TypeError; `Handle(bad id)` raises SailDeviceError("init device failure");
+- `Engine(...)` holds the GIL while it loads (`load_s`);
 - numpy `Engine.process`: inputs force-cast to float32 then to the tensor dtype, outputs float32
-  copies; SYSO/DEVIO -> "bad input"; unknown input name -> SailEngineError; a wrong shape is only
-  logged ("Reshape failed.") and a missing input keeps the previous call's data (strict profile:
-  both raise instead); the numpy form holds the GIL for the whole inference (`infer_s`), the
-  Tensor form releases it;
+  copies; SYSO/DEVIO -> "bad input"; unknown input name or a wrong shape -> SailEngineError("bad
+  input") (3.9.0: exit); a missing input keeps the previous call's data (strict profile: raises);
+  the numpy form holds the GIL for the whole inference (`infer_s`), the Tensor form releases it;
+- Tensor form: `Tensor(handle, shape, dtype)` owns neither host nor device memory unless asked;
+  an input or output tensor without host memory (SYSIO) is "bad input" / "bad output";
+  `Tensor.asnumpy` gives the raw storage (uint16 bits for F16/BF16, unscaled int8);
+- `core_list` beyond the chip's cores (BM1688: 2): the launch fails, is only logged, and the
+  previous outputs come back;
 - output names: the seed graphs' single output gets its bmodel name (`output_Concat`...), every
   output gets `_f32` appended when the profile selects that variant;
-- `Decoder`: prints `decoder ctor: filepath=<url>` and `open filepath=<url>` to the C-level stdout
+- `Decoder`: read timeouts (`rtsp_transport`, `stimeout`) only for URLs starting with lowercase
+  `rtsp:`; prints `decoder ctor: filepath=<url>` and `open filepath=<url>` to the C-level stdout
   (credentials included) on open and on every reopen; read return codes per version; `is_eof`
   only from 3.10.2; the reopen after 20 consecutive failed reads (EOF counts before 3.10.2);
 - `Bmcv.resize`/`vpp_resize` refuse BICUBIC on a BM1684X profile; `convert_to` computes a*x+b per
-  plane in float32 (the pairs are C++ floats); `bm_image_to_tensor` gives a device-only Tensor
+  plane in float32 (the pairs are C++ floats), and on BM1688/CV186AH (not in bmcv's list) prints an
+  error, returns success and leaves uninitialised memory in the output; `bm_image_to_tensor` gives a device-only Tensor
   (no system memory: a SYSI/SYSIO Tensor-form `process` refuses it as "bad input").
 
 The profile (version, chip, ...) comes from FAKE_SAIL_* environment variables read at import, or
 from `_configure(...)`; underscore names are the double's own controls, not sail API.
 
 Sidecar `<bmodel>.json` (optional): {"graph": name, "shapes": {input: [dims]}, "dynamic": bool,
-"chip": "BM1684X"}. Without it the graph name is the ONNX graph's name.
+"chip": "BM1684X", "output_dtypes": {output: "BM_FLOAT16"}, "output_scales": {output: 0.05}}. Without it the graph name is the ONNX graph's name.
 """
 import json
 import os
@@ -52,9 +63,11 @@ class _Profile:
         self.ids_dtype = env("FAKE_SAIL_IDS_DTYPE", "F32")  # F32 | INT32: dtype of int64 ONNX tensors
         self.strict = env("FAKE_SAIL_STRICT", "0") == "1"
         self.infer_s = float(env("FAKE_SAIL_INFER_S", "0"))  # extra time per process() call
+        self.load_s = float(env("FAKE_SAIL_LOAD_S", "0"))  # extra time per Engine(), GIL held
         self.rtsp_drop = env("FAKE_SAIL_RTSP_DROP", "eof")  # eof | error: how a dead RTSP read ends
         self.dev_mem = tuple(int(v) for v in env("FAKE_SAIL_DEV_MEM", "7615,120").split(","))
         self.log: List[str] = []  # what the real sail would only have logged
+        self.opens: List[Tuple[str, Dict[str, str]]] = []  # Decoder constructions: (path, options)
 
     def at_least(self, version: str) -> bool:
         return _vtuple(self.version) >= _vtuple(version)
@@ -64,8 +77,17 @@ def _vtuple(text: str) -> Tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
+_BUILD_DATES = {"3.9.0": "20240712_093011", "3.9.1": "20241108_151502", "3.9.4": "20250314_101010",
+                "3.10.2": "20250418_164233", "3.10.7": "20251106_112947"}
+
+
+def _build_string(version: str) -> str:
+    """`sail.__version__` as every release 3.9.0-3.10.7 sets it: the build date (tensor.cpp)."""
+    return "master(%s)" % _BUILD_DATES.get(version, "20250101_000000")
+
+
 _profile = _Profile()
-__version__ = _profile.version
+__version__ = _build_string(_profile.version)
 
 
 def _configure(**changes: Any) -> None:
@@ -75,14 +97,21 @@ def _configure(**changes: Any) -> None:
         if not hasattr(_profile, key):
             raise AttributeError("fake sail profile has no %r" % key)
         setattr(_profile, key, value)
-    __version__ = _profile.version
+    __version__ = _build_string(_profile.version)
+    _apply_features()
 
 
 def _reset() -> None:
     """Back to the profile of the environment."""
     global _profile, __version__
     _profile = _Profile()
-    __version__ = _profile.version
+    __version__ = _build_string(_profile.version)
+    _apply_features()
+
+
+def _opens() -> List[Tuple[str, Dict[str, str]]]:
+    """Every Decoder construction so far: (path as given, the options it read)."""
+    return list(_profile.opens)
 
 
 def _logged() -> List[str]:
@@ -106,6 +135,14 @@ def _positional(cls: str, kwargs: Dict[str, Any]) -> None:
             "__init__(): incompatible constructor arguments. The following argument types are supported: "
             "(%s positional arguments only); invoked with keywords %s" % (cls, ", ".join(sorted(kwargs)))
         )
+
+
+def _enum(cls: Any, value: Any, what: str) -> Any:
+    """pybind11 enums do not convert from int: only sail's own members are accepted."""
+    if not isinstance(value, cls):
+        raise TypeError("%s(): incompatible function arguments: expected sophon.sail.%s, got %s"
+                        % (what, cls.__name__, type(value).__name__))
+    return value
 
 
 def _exit_like_390(message: str) -> None:
@@ -202,6 +239,34 @@ _NP_DTYPES = {
 }
 
 
+def _storage(dtype: Dtype) -> Any:
+    """The numpy type sail stores (and `asnumpy` returns) a dtype as: F16/BF16 as uint16 bits."""
+    if dtype in (Dtype.BM_FLOAT16, Dtype.BM_BFLOAT16):
+        return np.uint16
+    return _NP_DTYPES[dtype]
+
+
+def _to_storage(values: np.ndarray, dtype: Dtype, scale: float = 1.0) -> np.ndarray:
+    """Float results as the device holds them: F16/BF16 bit patterns, int8 quantised by `scale`."""
+    if dtype == Dtype.BM_FLOAT16:
+        return np.asarray(values, dtype=np.float16).view(np.uint16)
+    if dtype == Dtype.BM_BFLOAT16:
+        return (np.asarray(values, dtype=np.float32).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+    if dtype in (Dtype.BM_INT8, Dtype.BM_UINT8, Dtype.BM_INT16, Dtype.BM_UINT16) and scale != 1.0:
+        info = np.iinfo(_NP_DTYPES[dtype])
+        return np.clip(np.rint(np.asarray(values, dtype=np.float32) / scale), info.min, info.max).astype(_NP_DTYPES[dtype])
+    return np.asarray(values).astype(_NP_DTYPES[dtype])
+
+
+def _from_storage(data: np.ndarray, dtype: Dtype, scale: float = 1.0) -> np.ndarray:
+    """What the numpy `process` returns: float32 values (scaled, F16/BF16 decoded)."""
+    if dtype == Dtype.BM_FLOAT16:
+        return data.view(np.float16).astype(np.float32)
+    if dtype == Dtype.BM_BFLOAT16:
+        return (data.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return data.astype(np.float32) * np.float32(scale)
+
+
 # ---------------------------------------------------------------------------------------------
 # module functions
 
@@ -235,8 +300,12 @@ class Handle:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _positional("Handle", kwargs)
         (dev_id,) = args
-        if not isinstance(dev_id, int) or not 0 <= dev_id < _profile.devices:
-            raise RuntimeError("Invalid tpu id: %s" % (dev_id,))
+        if not isinstance(dev_id, int) or isinstance(dev_id, bool):
+            raise TypeError("__init__(): incompatible constructor arguments (int)")
+        if not 0 <= dev_id < _profile.devices:  # bm_dev_query fails (tensor.cpp make_shaptr_bm_handle_t)
+            _stdout("[sail] [error] bm_dev_query failed. Maybe the limit for open files (ulimit) has been "
+                    "reached, or the given TPU id '%d' is invalid!" % dev_id)
+            raise SailDeviceError("init device failure")
         self._dev_id = dev_id
 
     def get_device_id(self) -> int:
@@ -254,17 +323,37 @@ class Handle:
 
 
 class Tensor:
-    """Host-side buffer with a sail dtype (the device side is not modelled)."""
+    """A buffer with a sail dtype; which memories it owns is tracked (their contents are one array).
 
-    def __init__(self, handle: Handle, shape_or_data: Any, dtype: Optional[Dtype] = None,
-                 own_sys_data: bool = True, own_dev_data: bool = True) -> None:
+    `Tensor(handle, ndarray[, own_sys_data, own_dev_data=True])` owns host memory by default;
+    `Tensor(handle, shape, dtype, own_sys_data=False, own_dev_data=False)` owns neither
+    (bind.cpp:295-296). F16/BF16 data is stored as its uint16 bit pattern, as on the device.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = ("handle", "data_or_shape", "dtype", "own_sys_data", "own_dev_data")
+        bound = dict(zip(names, args))
+        bound.update(kwargs)
+        shape_or_data = bound.get("data", bound.get("shape", bound.get("data_or_shape")))
         if isinstance(shape_or_data, np.ndarray):
+            # (handle, data, own_sys_data, own_dev_data=True): the third positional is own_sys_data
+            if len(args) > 2:
+                bound = dict(zip(("handle", "data", "own_sys_data", "own_dev_data"), args), **kwargs)
             self._dtype = {v: k for k, v in _NP_DTYPES.items()}.get(shape_or_data.dtype.type, Dtype.BM_FLOAT32)
             self._data = np.ascontiguousarray(shape_or_data, dtype=_NP_DTYPES[self._dtype]).copy()
+            self._own_sys = bool(bound.get("own_sys_data", True))
+            self._own_dev = bool(bound.get("own_dev_data", True))
         else:
-            self._dtype = Dtype(dtype)
-            self._data = np.zeros([int(d) for d in shape_or_data], dtype=_NP_DTYPES[self._dtype])
-        self._own_sys = bool(own_sys_data)
+            self._dtype = _enum(Dtype, bound.get("dtype"), "Tensor")
+            self._data = np.zeros([int(d) for d in shape_or_data], dtype=_storage(self._dtype))
+            self._own_sys = bool(bound.get("own_sys_data", False))
+            self._own_dev = bool(bound.get("own_dev_data", False))
+
+    def own_sys_data(self) -> bool:
+        return self._own_sys
+
+    def own_dev_data(self) -> bool:
+        return self._own_dev
 
     def shape(self) -> List[int]:
         return list(self._data.shape)
@@ -279,7 +368,7 @@ class Tensor:
             arr = arr.astype(np.float32)
         if arr.ndim != self._data.ndim or list(arr.shape) != list(self._data.shape):
             raise SailTensorError("invalid argument")
-        if arr.dtype.type is not _NP_DTYPES[self._dtype]:
+        if arr.dtype.type is not _storage(self._dtype):
             raise SailTensorError("Wrong dtype of input array!")
         self._data[...] = arr
 
@@ -339,25 +428,35 @@ class _Graph:
         outputs = self.session.get_outputs()
         self.out_onnx: Dict[str, str] = {}  # engine name -> onnx name
         self.out_dtypes: Dict[str, Dtype] = {}
+        self.out_scales: Dict[str, float] = {}
         for node in outputs:
             base = SEED_OUTPUTS.get(self.name, node.name) if len(outputs) == 1 else node.name
             engine_name = base + "_f32" if _profile.f32_names else base
             self.out_onnx[engine_name] = node.name
-            self.out_dtypes[engine_name] = _sail_dtype(node.type)
+            forced = sidecar.get("output_dtypes", {}).get(base)
+            self.out_dtypes[engine_name] = Dtype[forced] if forced else _sail_dtype(node.type)
+            self.out_scales[engine_name] = float(sidecar.get("output_scales", {}).get(base, 1.0))
         self.in_bufs = {n: np.zeros(s, dtype=_NP_DTYPES[self.in_dtypes[n]]) for n, s in self.in_shapes.items()}
         first = self.run_onnx()  # learns the output shapes, as the bmodel would state them
         self.out_shapes = {n: list(first[n].shape) for n in self.out_onnx}
-        self.out_bufs = {n: np.zeros(self.out_shapes[n], dtype=_NP_DTYPES[self.out_dtypes[n]]) for n in self.out_onnx}
+        self.out_bufs = {n: np.zeros(self.out_shapes[n], dtype=_storage(self.out_dtypes[n])) for n in self.out_onnx}
 
     def run_onnx(self) -> Dict[str, np.ndarray]:
         feeds = {n: self.in_bufs[n].astype(_onnx_np(self.onnx_types[n])) for n in self.in_bufs}
         values = self.session.run(list(self.out_onnx.values()), feeds)
         return dict(zip(self.out_onnx, values))
 
-    def infer(self) -> None:
-        """bmrt_launch_tensor_ex on the current input buffers, results into the output buffers."""
+    def infer(self, core_list: Sequence[int] = ()) -> None:
+        """bmrt_launch_tensor_ex on the current input buffers, results into the output buffers.
+        A core the chip lacks: bmrt logs the failed launch and the old outputs stay (graph.cpp)."""
+        if not _cores_exist(core_list):
+            _log("bmrt_launch_tensor_ex failed: core_list %s on %s" % (list(core_list), _profile.chip))
+            return
         for name, value in self.run_onnx().items():
-            self.out_bufs[name] = np.asarray(value).astype(_NP_DTYPES[self.out_dtypes[name]])
+            self.out_bufs[name] = _to_storage(value, self.out_dtypes[name], self.out_scales[name])
+
+    def outputs_as_float(self) -> Dict[str, np.ndarray]:
+        return {n: _from_storage(self.out_bufs[n], self.out_dtypes[n], self.out_scales[n]) for n in self.out_onnx}
 
 
 def _sail_dtype(onnx_type: str) -> Dtype:
@@ -394,8 +493,9 @@ class Engine:
             raise TypeError("fake sail: only Engine(bmodel_path: str, dev_id: int, mode: IOMode) is modelled")
         path, dev_id, mode = args
         self._handle = Handle(dev_id)
-        self._mode = IOMode(mode)
+        self._mode = _enum(IOMode, mode, "Engine.__init__")
         self._graphs: Dict[str, _Graph] = {}
+        _hold_gil(_profile.load_s)  # bind.cpp: no gil_scoped_release on the constructor
         sidecar = _read_sidecar(path)
         chip = sidecar.get("chip") or _chip_in_name(path)
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
@@ -459,7 +559,7 @@ class Engine:
         return 1.0
 
     def get_output_scale(self, *args: Any) -> float:
-        return 1.0
+        return _lookup(self._graph(args[0]).out_scales, args[1])
 
     def create_input_tensors_map(self, graph_name: str, create_mode: int = -1) -> Dict[str, Tensor]:
         graph = self._graph(graph_name)
@@ -488,31 +588,24 @@ class Engine:
             _exit_like_390("Error IOMode! If input type is numpy.array, IOMode must be SYSIO or SYSI!")
             raise SailEngineError("bad input")
         graph = self._graph(graph_name)
-        _check_cores(core_list)
-        for name, value in inputs.items():
-            arr = np.ascontiguousarray(value, dtype=np.float32)  # pybind11 array_t<float> forcecast
+        arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()}  # forcecast
+        for name, arr in arrays.items():  # engine.cpp:253-309 checks every name and shape first
             if name not in graph.in_shapes:
-                raise SailEngineError("bad input: no tensor %s in graph %s" % (name, graph_name))
-            self._fill(graph, name, arr)
+                _log("Bad input tensor '%s' for %s." % (name, graph_name))
+                _exit_like_390("bad input")
+                raise SailEngineError("bad input")
+            if list(arr.shape) != graph.in_shapes[name]:
+                _log("Invalid shape for input tensor '%s': %s" % (name, list(arr.shape)))
+                _exit_like_390("bad input")
+                raise SailEngineError("bad input")
+        for name, arr in arrays.items():
+            graph.in_bufs[name][...] = arr.astype(graph.in_bufs[name].dtype)
         self._missing(graph, inputs)
-        graph.infer()
+        graph.infer(core_list)
         _hold_gil(_profile.infer_s)
         if self._mode == IOMode.SYSI:  # outputs are copied back only for SYSO/SYSIO
             return {n: np.zeros(s, dtype=np.float32) for n, s in graph.out_shapes.items()}
-        return {n: graph.out_bufs[n].astype(np.float32) for n in graph.out_onnx}
-
-    def _fill(self, graph: _Graph, name: str, arr: np.ndarray) -> None:
-        want = graph.in_shapes[name]
-        buf = graph.in_bufs[name]
-        if list(arr.shape) != want:
-            if _profile.strict:
-                raise SailEngineError("fake sail (strict): %s shape %s, graph wants %s" % (name, list(arr.shape), want))
-            _log("Reshape failed.")
-            flat, src = buf.reshape(-1), arr.reshape(-1)
-            count = min(flat.size, src.size)
-            flat[:count] = src[:count].astype(buf.dtype)  # the rest keeps the previous call's data
-            return
-        buf[...] = arr.astype(buf.dtype)
+        return graph.outputs_as_float()
 
     def _missing(self, graph: _Graph, given: Any) -> None:
         missing = [n for n in graph.in_shapes if n not in given]
@@ -522,18 +615,27 @@ class Engine:
     def _process_tensors(self, graph_name: str, inputs: Dict[str, Tensor], outputs: Dict[str, Tensor],
                          core_list: List[int]) -> None:
         graph = self._graph(graph_name)
-        _check_cores(core_list)
+        sys_in = self._mode in (IOMode.SYSI, IOMode.SYSIO)
+        sys_out = self._mode in (IOMode.SYSO, IOMode.SYSIO)
+        for name, tensor in inputs.items():  # engine.cpp:1104-1128
+            if (not tensor._own_sys and sys_in) or not tensor._own_dev:
+                _log("IOMode Error!, Not found system or device memory in input tensor: %s" % name)
+                raise SailEngineError("bad input")
+        for name, tensor in outputs.items():
+            if (not tensor._own_sys and sys_out) or not tensor._own_dev:
+                _log("IOMode Error!, Not found system or device memory in output tensor: %s" % name)
+                raise SailEngineError("bad output")
         for name, tensor in inputs.items():
             if name not in graph.in_shapes:
-                raise SailEngineError("bad input: no tensor %s in graph %s" % (name, graph_name))
-            if not tensor._own_sys and self._mode in (IOMode.SYSI, IOMode.SYSIO):
                 raise SailEngineError("bad input")
-            self._fill(graph, name, tensor._data)
+            if list(tensor._data.shape) != graph.in_shapes[name]:
+                raise SailEngineError("bad input")
+            graph.in_bufs[name][...] = tensor._data.astype(graph.in_bufs[name].dtype)
         self._missing(graph, inputs)
-        graph.infer()  # onnxruntime releases the GIL while it runs, as bmrt does here
+        graph.infer(core_list)  # onnxruntime releases the GIL while it runs, as bmrt does here
         if _profile.infer_s > 0:
             time.sleep(_profile.infer_s)  # releases the GIL: py::call_guard<gil_scoped_release>
-        if self._mode in (IOMode.SYSO, IOMode.SYSIO):
+        if sys_out:
             for name, tensor in outputs.items():
                 tensor._data[...] = _lookup(graph.out_bufs, name).reshape(tensor._data.shape)
 
@@ -548,13 +650,13 @@ def _is_array_map(value: Any) -> bool:
     return isinstance(value, dict) and not any(isinstance(v, Tensor) for v in value.values())
 
 
-def _check_cores(core_list: Sequence[int]) -> None:
-    """core_list is honoured only by BM1688/CV186AH builds (two cores); other builds ignore it."""
-    if _profile.chip not in ("BM1688", "CV186AH"):
-        return
-    for core in core_list:
-        if not 0 <= int(core) < 2:
-            raise SailEngineError("invalid core id %s" % core)
+_CHIP_CORES = {"BM1688": 2, "CV186AH": 1}
+"""Chips whose builds honour core_list (BMCV_VERSION_MAJOR > 1) and their cores; others ignore it."""
+
+
+def _cores_exist(core_list: Sequence[int]) -> bool:
+    cores = _CHIP_CORES.get(_profile.chip)
+    return cores is None or all(0 <= int(core) < cores for core in core_list)
 
 
 def _read_sidecar(path: str) -> Dict[str, Any]:
@@ -588,7 +690,8 @@ class BMImage:
         self._pts_dts = [0.0, 0.0]
         if args:
             _, height, width, fmt, dtype = args
-            self._format, self._dtype = Format(fmt), ImgDtype(dtype)
+            self._format = _enum(Format, fmt, "BMImage.__init__")
+            self._dtype = _enum(ImgDtype, dtype, "BMImage.__init__")
             if self._dtype == ImgDtype.DATA_TYPE_EXT_FLOAT32:
                 self._float = np.zeros((3, int(height), int(width)), dtype=np.float32)
             else:
@@ -642,10 +745,9 @@ class BMImage:
         """uint8 HxWx3 BGR from any format (sophon-opencv toMAT)."""
         return self._byte_bgr("asmat").copy()
 
-    def asnumpy(self) -> np.ndarray:
-        """The raw layout: packed (H,W,3), planar (3,H,W), YUV420 (H*3/2,W). 3.9.1+."""
-        if not _profile.at_least("3.9.1"):
-            raise AttributeError("'sophon.sail.BMImage' object has no attribute 'asnumpy'")
+    def _asnumpy(self) -> np.ndarray:
+        """asnumpy(): the raw layout: packed (H,W,3), planar (3,H,W), YUV420 (H*3/2,W). 3.9.1+
+        (bound as `asnumpy` only under such a profile: `_apply_features`)."""
         if self._float is not None:
             if self._format not in (Format.FORMAT_RGB_PLANAR, Format.FORMAT_BGR_PLANAR):
                 raise SailBMImageError("fake sail: asnumpy of a packed float32 image is not modelled")
@@ -662,6 +764,20 @@ class BMImage:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
 
 
+_NO_CONVERT_TO = ("BM1688", "CV186AH")
+"""Chips libsophon's bmcv_image_convert_to docs do not list (they name BM1684 and BM1684X)."""
+
+
+def _uninitialised(image: "BMImage") -> None:
+    """What device memory nobody wrote holds: arbitrary bits (reproducible here)."""
+    height, width = image.height(), image.width()
+    bits = np.random.RandomState(height * 7919 + width).randint(0, 2 ** 32, size=(3, height, width), dtype=np.uint64)
+    if image.dtype() == ImgDtype.DATA_TYPE_EXT_FLOAT32:
+        image._float = bits.astype(np.uint32).view(np.float32)
+    else:
+        image._bgr = (bits % 256).astype(np.uint8).transpose(1, 2, 0).copy()
+
+
 _RGB_FORMATS = (Format.FORMAT_RGB_PLANAR, Format.FORMAT_RGB_PACKED)
 _BGR_FORMATS = (Format.FORMAT_BGR_PLANAR, Format.FORMAT_BGR_PACKED)
 _PLANAR_FORMATS = (Format.FORMAT_RGB_PLANAR, Format.FORMAT_BGR_PLANAR)
@@ -676,7 +792,7 @@ class Bmcv:
     def _resize(self, image: BMImage, width: int, height: int, alg: Any, what: str) -> BMImage:
         import cv2
 
-        alg = bmcv_resize_algorithm(alg)
+        alg = _enum(bmcv_resize_algorithm, alg, what)
         if alg == bmcv_resize_algorithm.BMCV_INTER_BICUBIC and _profile.chip == "BM1684X":
             _log("%s: BM1684X supports only NEAREST and LINEAR" % what)
             raise SailBMImageError("%s err" % what)
@@ -705,7 +821,7 @@ class Bmcv:
 
     def convert_format(self, input: BMImage, image_format: Any = Format.FORMAT_BGR_PLANAR) -> BMImage:  # noqa: A002
         out = BMImage()
-        out._set(input._byte_bgr("convert_format").copy(), Format(image_format))
+        out._set(input._byte_bgr("convert_format").copy(), _enum(Format, image_format, "convert_format"))
         return out
 
     def convert_to(self, *args: Any, **kwargs: Any) -> Any:
@@ -725,6 +841,12 @@ class Bmcv:
         pairs = [(np.float32(a), np.float32(b)) for a, b in alpha_beta]  # std::pair<float, float>
         if len(pairs) != 3:
             raise TypeError("convert_to(): alpha_beta must be three (a, b) pairs")
+        if _profile.chip in _NO_CONVERT_TO and image.format() in _PLANAR_FORMATS:
+            # cvwrapper.cpp: bmcv_image_convert_to fails, sail printf()s and returns BM_SUCCESS
+            _stdout("bmcv_image_convert_to error, src.format=%d, dst.format=%d" % (image.format(), out.format()))
+            _profile.log.append("bmcv_image_convert_to error")
+            _uninitialised(out)
+            return out if len(args) == 2 else 0
         planes = image._planes().astype(np.float32)
         result = np.empty(planes.shape, dtype=np.float32)
         for index, (a, b) in enumerate(pairs):
@@ -749,7 +871,7 @@ class Bmcv:
         else:
             _log("Image format not supported, Please convert it first.")
             raise SailBMImageError("not supported")
-        return Tensor(self._handle, np.ascontiguousarray(data), None, False, True)
+        return Tensor(self._handle, np.ascontiguousarray(data), False, True)
 
     def imencode(self, *args: Any) -> np.ndarray:
         import cv2
@@ -782,8 +904,9 @@ class Decoder:
         self._path = str(args[0])
         self._compressed = bool(args[1]) if len(args) > 1 else True
         self._dev_id = int(args[2]) if len(args) > 2 else 0
-        self._is_rtsp = self._path.startswith("rtsp:")
+        self._is_rtsp = self._path.startswith("rtsp:")  # cvwrapper.cpp:523: compare(0, 5, "rtsp:")
         self.options = _decoder_options(self._is_rtsp)  # read once: reconnect reuses them
+        _profile.opens.append((self._path, dict(self.options)))
         self._cap: Any = None
         self._opened = False
         self._eof = False
@@ -791,19 +914,16 @@ class Decoder:
         self._pts = 0.0
         self._open()
 
-    def __getattribute__(self, name: str) -> Any:
-        if name == "is_eof" and not _profile.at_least("3.10.2"):
-            raise AttributeError("'sophon.sail.Decoder' object has no attribute 'is_eof'")
-        return object.__getattribute__(self, name)
-
     def _open(self) -> None:
         """avformat_open_input with the cached options; prints the URL as sail does."""
         import cv2
 
         _stdout("decoder ctor: filepath=%s" % self._path)
         _stdout("open filepath=%s" % self._path)
-        timeout_ms = max(1, int(self.options.get("stimeout", _DECODER_DEFAULTS["stimeout"])) // 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        params: List[int] = []
+        if self._is_rtsp:  # everything else gets no socket timeout at all from sail
+            timeout_ms = max(1, int(self.options.get("stimeout", _DECODER_DEFAULTS["stimeout"])) // 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
         cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG, params) if os.path.exists(self._path) or "://" in self._path else None
         if cap is None or not cap.isOpened():
             if cap is not None:
@@ -832,7 +952,8 @@ class Decoder:
     def get_pts_dts(self) -> List[float]:
         return [self._pts, self._pts]
 
-    def is_eof(self) -> bool:
+    def _is_eof(self) -> bool:
+        """is_eof(): 3.10.2+ (bound only under such a profile: `_apply_features`)."""
         return self._eof
 
     def read(self, *args: Any) -> Any:
@@ -903,11 +1024,16 @@ class Decoder:
         self._eof = False
 
 
+_GLOBAL_DECODER_KEYS = ("skip_non_idr", "fflags")
+"""SAIL_DECODER_* keys read for every source; the others (rtsp_transport, stimeout, ...) are read by
+get_ffmpeg_valuse() only for URLs starting with `rtsp:` (cvwrapper.cpp:523)."""
+
+
 def _decoder_options(is_rtsp: bool) -> Dict[str, str]:
     options: Dict[str, str] = {}
     prefix = "SAIL_DECODER_"
     for key, value in os.environ.items():
-        if key.startswith(prefix):
+        if key.startswith(prefix) and (is_rtsp or key[len(prefix):] in _GLOBAL_DECODER_KEYS):
             options[key[len(prefix):]] = value
     if is_rtsp:
         for key, value in _DECODER_DEFAULTS.items():
@@ -915,3 +1041,16 @@ def _decoder_options(is_rtsp: bool) -> Dict[str, str]:
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;%s" % options["rtsp_transport"])
     return options
 
+
+def _apply_features() -> None:
+    """Bind the methods the profile's release has, unbind the others (hasattr then tells, as on a
+    real build): `BMImage.asnumpy` from 3.9.1, `Decoder.is_eof` from 3.10.2."""
+    for cls, name, impl, since in ((BMImage, "asnumpy", BMImage._asnumpy, "3.9.1"),
+                                   (Decoder, "is_eof", Decoder._is_eof, "3.10.2")):
+        if _profile.at_least(since):
+            setattr(cls, name, impl)
+        elif name in cls.__dict__:
+            delattr(cls, name)
+
+
+_apply_features()
