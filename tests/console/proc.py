@@ -42,11 +42,12 @@ class ConsoleProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 60) -> "ConsoleProcess":
+        offset = len(self.log())  # a restart appends to the same log
         self.proc = subprocess.Popen(console_command(self.args), cwd=str(REPO), stdout=self._log,
                                      stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "blipd console: http://" in self.log():
+            if "blipd console: http://" in self.log()[offset:]:
                 return self
             if self.proc.poll() is not None:
                 break

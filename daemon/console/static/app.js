@@ -46,6 +46,11 @@ function eventText(ev) {
 
 // ---- live grid ----------------------------------------------------------------------------
 
+function matchSeconds(m, now) {
+  const started = Date.parse(m.started) / 1000;  // the latest event may be the start: count from it to now
+  return Math.round(isNaN(started) ? (m.duration_s || 0) : Math.max(m.duration_s || 0, now - started));
+}
+
 function card(s, now) {
   const img = s.snapshot ? el("img", { src: s.snapshot.url, alt: "latest snapshot of " + s.stream, loading: "lazy" })
                          : el("div", { class: "noimg", text: "no snapshot" });
@@ -53,7 +58,7 @@ function card(s, now) {
   const matches = el("ul", { class: "matches" });
   for (const m of s.matches.filter((m) => m.phase !== "end")) {
     matches.append(el("li", { class: "match-active", "data-prompt": m.prompt,
-      text: "● " + m.text + " " + Number(m.score || 0).toFixed(2) + " · " + Math.round(m.duration_s || 0) + " s" }));
+      text: "● " + m.text + " " + Number(m.score || 0).toFixed(2) + " · " + matchSeconds(m, now) + " s" }));
   }
   const answers = el("ul", { class: "answers" });
   for (const a of s.answers) answers.append(el("li", { text: a.text + " → " + a.answer }));
@@ -205,7 +210,7 @@ function connectLive() {
 
 async function refreshStatus() {
   const s = await api("/api/status");
-  $("#status").textContent = s.recorded + " events recorded since start" + (s.missed ? " · " + s.missed + " missed" : "") +
+  $("#status").textContent = "recorded since start: " + s.recorded + (s.missed ? " · " + s.missed + " missed" : "") +
     (s.snapshots_skipped_disk ? " · " + s.snapshots_skipped_disk + " snapshots skipped (disk low)" : "");
 }
 
@@ -223,6 +228,7 @@ function start() {
   const params = new URLSearchParams(location.search);
   if (params.get("q")) $("#q").value = params.get("q");
   if (params.get("stream")) state.wanted = params.get("stream");
+  if (params.get("period")) $("#tl-period").value = params.get("period");
   refreshAll().then(() => {
     if (state.wanted) { $("#tl-stream").value = state.wanted; return refreshTimeline(); }
   }).then(() => (params.get("q") ? search(false) : null)).catch(showError);
