@@ -91,12 +91,13 @@ class ConsoleProcess:
         assert status == 200, (path, status, body[:300])
         return json.loads(body)
 
-    def wait_json(self, path: str, predicate: Callable[[Any], Any], timeout: float, what: str) -> Any:
+    def wait_json(self, path: str, predicate: Callable[[Any], Any], timeout: float, what: str,
+                  headers: Optional[Dict[str, str]] = None) -> Any:
         """Poll an API path until predicate(answer) is truthy; returns the answer."""
         deadline = time.monotonic() + timeout
         answer = None
         while time.monotonic() < deadline:
-            answer = self.json(path)
+            answer = self.json(path, headers)
             if predicate(answer):
                 return answer
             time.sleep(0.2)

@@ -1,0 +1,90 @@
+"""What the console refuses and protects: config errors with file:line:key, a non-loopback listen
+without auth, HTTP auth (token, users), and a CURVE-protected bus recorded with client keys."""
+import base64
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from daemon.publish.curve import write_keypair
+from tests.console.proc import ConsoleProcess, free_port, run_console
+from tests.daemon_proc import REPO, DaemonProcess, free_tcp_endpoint
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-token-0123456789abcdef"
+
+
+def secret_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    os.chmod(str(path), 0o600)
+    return path
+
+
+def test_config_errors_name_file_line_and_key(tmp_path):
+    bad = tmp_path / "console.yaml"
+    bad.write_text("buses:\n  - endpoint: tcp://127.0.0.1:5556\nlisten: 127.0.0.1:8080\nretention:\n  max_age_dayz: 3\n")
+    result = run_console(["-c", str(bad)])
+    assert result.returncode == 2
+    assert "%s:5: retention.max_age_dayz: unknown key (did you mean 'max_age_days'?)" % bad in result.stderr
+
+
+def test_bad_endpoint_from_options_is_bad_input():
+    result = run_console(["--sub", "localhost:5556"])
+    assert result.returncode == 2 and "buses.0.endpoint" in result.stderr and "tcp://" in result.stderr
+
+
+def test_non_loopback_listen_without_auth_is_refused(tmp_path):
+    result = run_console(["--sub", "tcp://127.0.0.1:5556", "--listen", "0.0.0.0:%d" % free_port(),
+                          "--data", str(tmp_path)])
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr and "auth" in result.stderr
+    assert not (tmp_path / "console.db").exists()  # refused before anything was created
+
+
+def test_token_auth_guards_every_path_when_exposed(tmp_path):
+    token_file = secret_file(tmp_path / "token", TOKEN + "\n")
+    port = free_port()
+    args = ["--sub", "tcp://127.0.0.1:%d" % free_port(), "--listen", "0.0.0.0:%d" % port,
+            "--data", str(tmp_path / "data"), "--token-file", str(token_file)]
+    with ConsoleProcess(args, port) as console:
+        for path in ("/", "/api/streams", "/api/search?q=x", "/api/live", "/static/app.js"):
+            assert console.get(path)[0] == 401, path
+        assert console.get("/api/streams", {"Authorization": "Bearer wrong-token-0123456789"})[0] == 401
+        assert console.get("/api/streams", {"Authorization": "Bearer " + TOKEN})[0] == 200
+        status, headers, _ = console.get("/?token=" + TOKEN)
+        assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert console.get("/api/streams", {"Cookie": cookie})[0] == 200
+        assert TOKEN not in console.log()
+
+
+def test_a_curve_protected_bus_is_recorded_with_client_keys_behind_basic_auth(tmp_path):
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    _, server_secret = write_keypair(str(keys), "server")
+    client_public, client_secret = write_keypair(str(keys), "console")
+    clients.mkdir()
+    (clients / "console.key").write_bytes(Path(client_public).read_bytes())
+    endpoint = free_tcp_endpoint()
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    stream = dict(demo["streams"][0], url=str(REPO / "samples" / "demo.mp4"), questions=[])
+    daemon_config = dict(demo, streams=[stream], model={"package": str(REPO / "models" / "demo")},
+                         publish={"bind": endpoint, "stats_every_s": 1,
+                                  "curve": {"secret_key_file": server_secret, "clients_dir": str(clients)}})
+    (tmp_path / "blipd.yaml").write_text(yaml.safe_dump(daemon_config))
+    users = secret_file(tmp_path / "users", "# user:password\noperator:correct-horse\n")
+    port = free_port()
+    console_yaml = tmp_path / "console.yaml"
+    console_yaml.write_text(yaml.safe_dump({
+        "buses": [{"endpoint": endpoint, "curve": {"server_key_file": str(keys / "server.key"),
+                                                   "client_secret_key_file": client_secret}}],
+        "listen": "127.0.0.1:%d" % port, "data_dir": str(tmp_path / "data"), "auth": {"users_file": str(users)}}))
+    good = {"Authorization": "Basic " + base64.b64encode(b"operator:correct-horse").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"operator:wrong").decode()}
+    with DaemonProcess(tmp_path / "blipd.yaml"), ConsoleProcess(["-c", str(console_yaml)], port) as console:
+        status, headers, _ = console.get("/api/streams", bad)
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        console.wait_json("/api/status", lambda a: a["recorded"] > 0, 60, "events over CURVE", good)
+        assert console.json("/api/streams", good)["streams"][0]["stream"] == "demo"
+        assert "correct-horse" not in console.log()
