@@ -88,3 +88,11 @@ def test_a_curve_protected_bus_is_recorded_with_client_keys_behind_basic_auth(tm
         console.wait_json("/api/status", lambda a: a["recorded"] > 0, 60, "events over CURVE", good)
         assert console.json("/api/streams", good)["streams"][0]["stream"] == "demo"
         assert "correct-horse" not in console.log()
+
+
+def test_the_example_config_is_valid_and_loopback_only():
+    from daemon.console.config import load_settings
+
+    settings = load_settings(REPO / "config" / "console.yaml", env={})
+    assert settings.host == "127.0.0.1" and settings.port == 8080 and settings.auth is None
+    assert settings.buses[0].endpoint == "tcp://127.0.0.1:5556"
