@@ -107,11 +107,16 @@ class Engine:
         result = EngineResult()
         if caption:
             captioner = self._need(self.captioner, "caption")
-            ids = captioner.caption_ids_from_embeds(embed(captioner))
+            shared = embed(captioner)  # pixel values for tasks whose graph takes pixels (seed)
+            pixel_task = getattr(captioner, "embeds_are_pixels", False)
+            ids = captioner.caption_ids_from_pixels(shared) if pixel_task else captioner.caption_ids_from_embeds(shared)
             result = replace(result, caption=captioner.text(ids), caption_ids=tuple(ids))
         if prompts:
             matcher = self._need(self.matcher, "match")
-            result = replace(result, scores=matcher.scores_from_embeds(embed(matcher), prompts))
+            shared = embed(matcher)
+            pixel_task = getattr(matcher, "embeds_are_pixels", False)
+            scores = matcher.scores_from_pixels(shared, prompts) if pixel_task else matcher.scores_from_embeds(shared, prompts)
+            result = replace(result, scores=scores)
         if questions:
             answerer = self._need(self.answerer, "answer")
             result = replace(result, answers=answerer.answer_from_embeds(embed(answerer), questions))

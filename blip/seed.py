@@ -11,10 +11,12 @@ Texts are tokenized to the graph's fixed length (35) with `[CLS]` as their first
 published sample feeds them; the seed exporter and original BLIP put `[ENC]` there for VQA, the
 sample does not (seed-blip.md §3), and we follow the sample.
 
-The classes offer the split task classes' methods (`embed`, `caption_ids_from_embeds`,
-`scores_from_embeds`, `answer_from_embeds`, ...) so one engine can drive either layout. For caption
-and match the "embeds" are the preprocessed pixel values, because their graphs take pixels;
-`embed_key` says which tasks can share one embedding of a frame.
+The classes offer the split task classes' entry points (`caption`, `scores`, `answer`, `embed`,
+`embed_pixels`, ...) so one engine can drive either layout; `embed_key` says which tasks can share
+one `embed` result of a frame. For caption and match that result is the preprocessed pixel values,
+because their graphs take pixels (the ViT runs inside): they say so with `embeds_are_pixels` and
+take it through `caption_ids_from_pixels` / `scores_from_pixels`, never a `*_from_embeds` name.
+The answer task has real image embeddings (`blip_vqa_venc`) and keeps `answer_ids_from_embeds`.
 """
 import logging
 from dataclasses import dataclass
@@ -133,9 +135,11 @@ class _SeedTask(TaskBase):
 
 
 class _PixelTask(_SeedTask):
-    """caption and match: their graphs take pixels, so the shared "embedding" is the pixel values."""
+    """caption and match: their graphs take pixels, so what `embed` shares is the pixel values."""
 
     role = ""
+    embeds_are_pixels = True
+    """Engine.infer hands `embed`'s result to the *_from_pixels methods."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -164,7 +168,11 @@ class SeedCaptioner(CaptionApi, _PixelTask):
         # the prefix the exporter baked in: "[DEC] a picture of" (seed-blip.md §3)
         self.prefix_ids = [bos] + self.tokenizer.encode(self.prompt, 512)[1:-1] if self.prompt.strip() else [bos]
 
-    def caption_ids_from_embeds(self, pixel_values: np.ndarray) -> List[int]:
+    def caption_ids(self, frame: np.ndarray) -> List[int]:
+        """Generated ids (prompt excluded, eos included when it came) for a BGR frame."""
+        return self.caption_ids_from_pixels(self.pixels(frame))
+
+    def caption_ids_from_pixels(self, pixel_values: np.ndarray) -> List[int]:
         """Generated ids after the prompt, eos included when it came."""
         row = [int(t) for t in self._run("cap", {"pixel_values": pixel_values})[0]]
         n = len(self.prefix_ids)
@@ -186,7 +194,11 @@ class SeedMatcher(MatchApi, _PixelTask):
     task = "match"
     role = "itm"
 
-    def scores_from_embeds(self, pixel_values: np.ndarray, prompts: Mapping[str, str]) -> Dict[str, float]:
+    def scores(self, frame: np.ndarray, prompts: Mapping[str, str]) -> Dict[str, float]:
+        """Match probability in [0,1] of each prompt id for a BGR frame."""
+        return self.scores_from_pixels(self.pixels(frame), prompts) if prompts else {}
+
+    def scores_from_pixels(self, pixel_values: np.ndarray, prompts: Mapping[str, str]) -> Dict[str, float]:
         """Match probability in [0,1] of each prompt id (already softmax[:,1] inside the graph)."""
         length = self._text_length("itm")
         scores: Dict[str, float] = {}

@@ -122,8 +122,8 @@ def test_seed_package_runs_through_the_engine_api(seed_package, frames, sail):
     tasks = {name: cls(seed_package, runtime) for name, cls in SEED_TASKS.items()}
     assert tasks["caption"].embed_key == tasks["match"].embed_key != tasks["answer"].embed_key
     pixels = tasks["caption"].embed(frames[0])
-    assert isinstance(tasks["caption"].caption_from_embeds(pixels), str)
-    assert set(tasks["match"].scores_from_embeds(pixels, PROMPTS)) == set(PROMPTS)
+    assert isinstance(tasks["caption"].caption_from_pixels(pixels), str)
+    assert set(tasks["match"].scores_from_pixels(pixels, PROMPTS)) == set(PROMPTS)
     answers = tasks["answer"].answer(frames[0], QUESTIONS)
     assert set(answers) == set(QUESTIONS)
 
