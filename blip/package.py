@@ -22,6 +22,11 @@ FORMAT = 1
 BACKENDS = ("onnxruntime", "sail")
 LAYOUTS = (LAYOUT_SPLIT, LAYOUT_SEED)
 INTERPOLATIONS = ("bicubic", "bilinear")
+PRECISION_FP32, PRECISION_INT8 = "fp32", "int8"
+PRECISIONS = (PRECISION_FP32, PRECISION_INT8)
+"""A graph's `precision` in the manifest: fp32 (the default, absent in exported packages) or int8
+(written by `blipd quantize`). The runtime runs both the same way: ONNX Runtime reads the
+quantized operators from the graph itself, so an int8 package needs no config change."""
 # The sophon-demo bmodels (reference/seed-blip.md §2): one role per published file.
 SEED_ROLES: Dict[str, Tuple[str, ...]] = {
     "caption": ("cap",),
@@ -42,10 +47,11 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class GraphFile:
-    """One graph file: absolute path and the sha256 the manifest promises."""
+    """One graph file: absolute path, the sha256 the manifest promises and its precision."""
 
     path: str
     sha256: str
+    precision: str = PRECISION_FP32
 
 
 @dataclass(frozen=True)
@@ -211,12 +217,15 @@ def _graph(ctx: _Ctx, task: str, role: str, entry: Any, verify_checksums: bool) 
         ctx.fail(rel, "graph files must lie inside the package folder")
     if not os.path.isfile(path):
         ctx.fail(rel, "graph file not found (task %s, role %s)" % (task, role))
+    precision = entry.get("precision", PRECISION_FP32)
+    if precision not in PRECISIONS:
+        ctx.fail(rel, "precision %r is not one of %s" % (precision, ", ".join(PRECISIONS)))
     if verify_checksums:
         actual = file_sha256(path)
         if actual != expected:
             ctx.fail(rel, "sha256 mismatch: manifest %s..., file %s... (corrupt or replaced)"
                      % (expected[:12], actual[:12]))
-    return GraphFile(path, expected)
+    return GraphFile(path, expected, precision)
 
 
 def file_sha256(path: str) -> str:

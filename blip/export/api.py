@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from blip.errors import ExportError
 from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, TASKS
@@ -57,14 +57,41 @@ def _umask() -> int:
 
 
 def _check_arguments(out_dir: Path, folders: Dict[str, Optional[PathLike]], layout: str) -> Dict[str, Path]:
-    if layout != LAYOUT_SPLIT:
+    if layout not in (LAYOUT_SPLIT, LAYOUT_SEED):
         raise ExportError("export layout %r is unknown; use 'split' or 'seed'" % (layout,))
     given = {task: Path(folder) for task, folder in folders.items() if folder is not None}
     if not given:
         raise ExportError("export %s: give at least one checkpoint (caption, match or answer)" % out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ExportError("export output %s exists and is not empty" % out_dir)
+    check_output(out_dir)
     return given
+
+
+def check_output(out_dir: Path) -> None:
+    """A package is written only where nothing is: an absent or empty folder."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportError("export output %s exists and is not empty" % out_dir)
+
+
+def stage_package(out_dir: PathLike, write: Callable[[Path], None]) -> Path:
+    """Run `write(staging)` in a temporary folder beside `out_dir`, then move it into place.
+
+    Every package writer (split and seed export, quantize) goes through here, so a failed or
+    interrupted run never leaves a half-written package behind and the folder gets the usual mode.
+    """
+    out_dir = Path(out_dir)
+    check_output(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".%s-" % out_dir.name, dir=str(out_dir.parent)))
+    try:
+        write(staging)
+        if out_dir.exists():
+            out_dir.rmdir()
+        staging.rename(out_dir)
+        out_dir.chmod(0o777 & ~_umask())  # mkdtemp made it 0700
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
 
 
 def _write_package(
@@ -105,10 +132,6 @@ def export_package(
     """
     from blip.export.checkpoint import check_folder, load_checkpoint
 
-    if layout == LAYOUT_SEED:  # the sophon-demo graph names and static shapes, for TPU-MLIR
-        from blip.export.seed import export_seed_package
-
-        return export_seed_package(out_dir, caption, match, answer, name=name, verify=verify, command=command)
     out_dir = Path(out_dir)
     given = _check_arguments(out_dir, {"caption": caption, "match": match, "answer": answer}, layout)
     for task, folder in given.items():
@@ -116,16 +139,11 @@ def export_package(
     start = time.monotonic()
     checkpoints = {task: load_checkpoint(given[task], task) for task in TASKS if task in given}
     _same_vocabulary(checkpoints)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=str(out_dir.parent)))
-    try:
-        _write_package(staging, checkpoints, name or out_dir.name, verify, command)
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-        out_dir.chmod(0o777 & ~_umask())
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log.info("package %s written (%s) in %.1f s", out_dir, ", ".join(checkpoints), time.monotonic() - start)
+    if layout == LAYOUT_SEED:  # the sophon-demo graph names and static shapes, for TPU-MLIR
+        from blip.export.seed import write_seed_package as write
+    else:
+        write = _write_package
+    stage_package(out_dir, lambda staging: write(staging, checkpoints, name or out_dir.name, verify, command))
+    log.info("package %s written (%s, layout %s) in %.1f s", out_dir, ", ".join(checkpoints), layout,
+             time.monotonic() - start)
     return out_dir

@@ -238,39 +238,29 @@ def export_seed_package(
     verify: bool = True,
     command: Optional[str] = None,
 ) -> Path:
-    """Checkpoint folders -> a seed-layout ONNX package at `out_dir` (backend onnxruntime)."""
-    from blip.export import manifest
-    from blip.export.checkpoint import load_checkpoint, read_preprocess
+    """Checkpoint folders -> a seed-layout ONNX package at `out_dir` (backend onnxruntime); the
+    checks and staging are `export_package`'s."""
+    from blip.export.api import export_package
 
-    out_dir = Path(out_dir)
-    given = {t: Path(f) for t, f in (("caption", caption), ("match", match), ("answer", answer)) if f is not None}
-    if not given:
-        raise ExportError("export %s: give at least one checkpoint (caption, match or answer)" % out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ExportError("export output %s exists and is not empty" % out_dir)
-    checkpoints = {task: load_checkpoint(given[task], task) for task in TASKS if task in given}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-seed-", dir=str(out_dir.parent)))
-    try:
-        entries = {}
-        for task, ckpt in checkpoints.items():
-            entries[task] = seed_task_entry(task, ckpt.model.config, staging, export_seed_task(ckpt, staging, verify))
-        first = next(iter(checkpoints.values()))
-        manifest.write_tokenizer(first.tokenizer, staging)
-        source = {"layout": "sophon-demo sample/BLIP seed graphs", "opset": SEED_OPSET,
-                  "checkpoints": {t: str(c.folder.resolve()) for t, c in checkpoints.items()},
-                  "command": command or " ".join(sys.argv)}
-        manifest.write_manifest(staging, manifest.build_manifest(name or out_dir.name, read_preprocess(first.folder), entries, source))
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-        mask = os.umask(0)
-        os.umask(mask)
-        out_dir.chmod(0o777 & ~mask)  # mkdtemp made it 0700
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+    return export_package(out_dir, caption, match, answer, name=name, verify=verify, layout=LAYOUT_SEED,
+                          command=command)
+
+
+def write_seed_package(staging: Path, checkpoints: Mapping[str, Any], name: str, verify: bool,
+                       command: Optional[str]) -> None:
+    """Seed graphs of every task, the tokenizer folder and manifest.yaml, all inside `staging`."""
+    from blip.export import manifest
+    from blip.export.checkpoint import read_preprocess
+
+    entries = {}
+    for task, ckpt in checkpoints.items():
+        entries[task] = seed_task_entry(task, ckpt.model.config, staging, export_seed_task(ckpt, staging, verify))
+    first = next(iter(checkpoints.values()))
+    manifest.write_tokenizer(first.tokenizer, staging)
+    source = {"layout": "sophon-demo sample/BLIP seed graphs", "opset": SEED_OPSET,
+              "checkpoints": {t: str(c.folder.resolve()) for t, c in checkpoints.items()},
+              "command": command or " ".join(sys.argv)}
+    manifest.write_manifest(staging, manifest.build_manifest(name, read_preprocess(first.folder), entries, source))
 
 
 # ---------------------------------------------------------------------------------------------
