@@ -188,3 +188,19 @@ def tune(doc: Dict[str, Any], labels: Sequence[Labels]) -> List[PromptResult]:
 
 def setting_dict(setting: Setting) -> Dict[str, float]:
     return {k: (int(v) if float(v).is_integer() and k != "smoothing" else v) for k, v in asdict(setting).items()}
+
+
+def published_intervals(events: Sequence[Dict[str, Any]], prompt_id: str) -> List[Interval]:
+    """(start pts, end pts) of each match of `prompt_id` in a list of published events (a scan's,
+    or what a subscriber received), to score them like a replay."""
+    out: List[Interval] = []
+    opened: Optional[float] = None
+    for event in events:
+        if event.get("type") != "match" or event.get("prompt") != prompt_id:
+            continue
+        if event["phase"] == "start":
+            opened = float(event["pts_s"])
+        elif event["phase"] == "end" and opened is not None:
+            out.append((opened, float(event["pts_s"])))
+            opened = None
+    return out
