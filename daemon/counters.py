@@ -14,6 +14,16 @@ sample points (never retrieved from the decoder); not_due: sampled but no task w
 (e.g. captions every 5 s, no prompts); shutdown: still queued when the stream stopped."""
 
 
+TASK_FAILURES = ("failed_caption", "failed_match", "failed_answer")
+"""Per task: inference calls of that task that failed (the frame itself counts `inferred` when
+another task of it succeeded, `failed` when every due task failed or anything after them did)."""
+
+SOURCE_COUNTERS = ("pts_discontinuities", "undecodable")
+"""pts_discontinuities: times a file's timestamps went back (or leapt ahead) and a new segment of
+the sampling grid began; undecodable: damaged packets (PyAV) or frame positions (OpenCV) a decoder
+skipped to go on with the rest of a file."""
+
+
 class StreamCounters:
     """Thread-safe counters of one stream."""
 
@@ -29,6 +39,11 @@ class StreamCounters:
             "publish_dropped": 0,
             "subscriber_overflows": 0,
             "reconnects": 0,
+            "failed_caption": 0,
+            "failed_match": 0,
+            "failed_answer": 0,
+            "pts_discontinuities": 0,
+            "undecodable": 0,
         }
         self._dropped: Dict[str, int] = {reason: 0 for reason in DROP_REASONS}
 

@@ -19,7 +19,7 @@ from daemon.errors import MetricsError
 
 log = logging.getLogger(__name__)
 
-STREAM_STATES = ("starting", "online", "reconnecting", "stalled", "offline", "ended", "failed")
+from daemon.states import STREAM_STATES  # noqa: E402  (one definition for every layer)
 
 _COUNTERS = (  # StreamCounters name -> (metric name without _total, help)
     ("decoded", "blipd_frames_decoded", "Frames decoded"),

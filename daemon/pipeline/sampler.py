@@ -15,6 +15,8 @@ last inferred one lets a static scene through twice when its second sample comes
 still queued or in inference. So a frame also counts as unchanged when it looks like the newest
 frame let through that is still on its way: younger than `pending_s` (the stream's
 max_frame_age_s: older ones were inferred or dropped by then) and not `discarded` by a worker.
+A worker may also ask for a frame at a given task time (`force_at`: a caption or answer heartbeat
+falls due then): from that time on the gate lets frames through until the worker asks again.
 One Sampler per stream: its reader thread calls everything but `inferred` and `discarded`, which
 workers call.
 """
@@ -57,6 +59,7 @@ class Sampler:
         # (key, thumbnail, stream time, monotonic time let through) of frames not yet reported inferred
         self._pending: Deque[Tuple[Hashable, np.ndarray, float, float]] = collections.deque(maxlen=PENDING)
         self._hold_open = False
+        self._force_at: Optional[float] = None
 
     def reset(self) -> None:
         """Forget the schedule and the last image (after a reopen: the next frame is due and kept)."""
@@ -85,10 +88,11 @@ class Sampler:
         self._next_due = grid + self.every_s if t - grid < self.every_s else t + self.every_s
         return True
 
-    def changed(self, image: np.ndarray, key: Hashable = None) -> bool:
+    def changed(self, image: np.ndarray, key: Hashable = None, task_time: Optional[float] = None) -> bool:
         """False when `image` looks like the last inferred frame (and that was inferred recently) or
         like the frame let through just before, still on its way to a worker. `key` names the frame
-        (its index) for a later `inferred(key)` or `discarded(key)`."""
+        (its index) for a later `inferred(key)` or `discarded(key)`; `task_time` is its time on the
+        clock of `force_at`."""
         if self.scene_change <= 0:
             return True
         thumb = _thumbnail(image)
@@ -96,7 +100,8 @@ class Sampler:
         with self._lock:
             reference, reference_t, hold_open = self._thumb, self._thumb_t, self._hold_open
             newest = self._pending[-1] if self._pending else None
-        if not hold_open:
+            forced = self._force_at is not None and task_time is not None and task_time >= self._force_at
+        if not (hold_open or forced):
             if newest is not None and mono - newest[3] < self.pending_s and self._same(thumb, newest[1]):
                 return False
             overdue = self.max_skip_s is not None and now - reference_t >= self.max_skip_s
@@ -116,6 +121,12 @@ class Sampler:
         phase is still settling: see daemon.pipeline.tracking.PromptTracker.settling)."""
         with self._lock:
             self._hold_open = flag
+
+    def force_at(self, task_time: Optional[float]) -> None:
+        """Let frames through from `task_time` on (a heartbeat is due then; the task clock of
+        daemon.pipeline.frames.Frame.task_time); None: no such need."""
+        with self._lock:
+            self._force_at = task_time
 
     def inferred(self, key: Hashable) -> None:
         """A worker inferred the frame let through as `key`: it becomes the gate's reference

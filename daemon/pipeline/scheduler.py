@@ -1,7 +1,9 @@
 """Bounded per-stream slots between the readers and the workers, picked fairly.
 
 Readers `put()` and never block: a full slot loses its oldest frame (`replaced`), so a slow model
-sees the newest picture instead of a growing backlog. Workers `get()`: streams are served
+sees the newest picture instead of a growing backlog. A file read with `realtime: false` is the
+exception: its reader `put(frame, wait=True)` waits for room instead (every sample point gets
+inferred, the file is read as fast as the workers go), until `release(name)` or `close()`. Workers `get()`: streams are served
 round-robin, one frame per stream per turn, so a busy 30 fps camera cannot starve a 1 fps one;
 frames older than the stream's `max_frame_age_s` at pick time are skipped (`too_old`). Every frame
 that leaves without being handed out is counted under a drop reason.
@@ -20,6 +22,9 @@ from daemon.pipeline.frames import Frame
 
 log = logging.getLogger(__name__)
 
+WAIT_POLL_S = 0.5
+"""A waiting put re-checks its slot at least this often (a missed wake-up costs no more)."""
+
 Drops = List[Tuple[str, str, int]]
 """(stream, reason, count) to count once the lock is released."""
 
@@ -29,6 +34,7 @@ class _Slot:
     size: int
     max_age_s: float
     frames: Deque[Frame] = field(default_factory=collections.deque)
+    released: bool = False
 
 
 class Scheduler:
@@ -45,6 +51,7 @@ class Scheduler:
         self._closed = False
 
     def add_stream(self, name: str, slot_size: int = 1, max_frame_age_s: float = 2.0) -> None:
+        """`max_frame_age_s` may be infinite (a file read with `realtime: false`: no frame is too old)."""
         if slot_size < 1 or max_frame_age_s <= 0:
             raise ValueError("stream %s: slot_size must be >= 1 and max_frame_age_s > 0" % name)
         with self._cond:
@@ -64,21 +71,34 @@ class Scheduler:
             if index < self._cursor:
                 self._cursor -= 1
             pending = len(slot.frames)
+            self._cond.notify_all()
         self._count([(name, "shutdown", pending)])
 
-    def put(self, frame: Frame) -> None:
-        """Queue `frame` in its stream's slot; never blocks."""
+    def release(self, name: str) -> None:
+        """The stream is stopping: a reader waiting for room gives its frame up (`shutdown`)."""
+        with self._cond:
+            slot = self._slots.get(name)
+            if slot is not None:
+                slot.released = True
+            self._cond.notify_all()
+
+    def put(self, frame: Frame, wait: bool = False) -> None:
+        """Queue `frame` in its stream's slot; never blocks unless `wait` (then it waits for room,
+        never replaces, and gives the frame up once the stream is released or removed)."""
         drops: Drops = []
         with self._cond:
             slot = self._slots.get(frame.stream)
-            if slot is None or self._closed:
+            while wait and slot is not None and not (self._closed or slot.released) and len(slot.frames) >= slot.size:
+                self._cond.wait(WAIT_POLL_S)
+                slot = self._slots.get(frame.stream)
+            if slot is None or self._closed or (wait and slot.released):
                 drops.append((frame.stream, "shutdown", 1))
             else:
                 while len(slot.frames) >= slot.size:
                     slot.frames.popleft()
                     drops.append((frame.stream, "replaced", 1))
                 slot.frames.append(frame)
-                self._cond.notify()
+                self._cond.notify_all()  # workers and waiting readers share the condition
         self._count(drops)
 
     def get(self, timeout: float) -> Optional[Frame]:
@@ -112,6 +132,7 @@ class Scheduler:
                 drops.append((name, "too_old", 1))
             if slot.frames:
                 self._cursor = (index + 1) % count
+                self._cond.notify_all()  # a reader may wait for this room
                 return slot.frames.popleft()
         return None
 

@@ -3,21 +3,22 @@
 A worker holds `lock` while it processes a frame of the stream, so with several workers the
 frames of one stream are still handled one at a time and in order of processing.
 """
-import collections
 import logging
 import threading
-from typing import Deque, Dict, Optional
+from typing import Dict, Optional
 
 from daemon.counters import StreamCounters
 from daemon.ops.logsetup import stream_logger
 from daemon.pipeline.tracking import PromptTracker, StreamTrackers
 
-LATENCY_WINDOW = 512
-"""Latency samples kept per stream for the stats percentiles (bounded memory)."""
 
+class StreamContext:
+    """Per-stream worker state. Created by the service when a stream starts, dropped when it stops.
 
-class StreamState:
-    """Per-stream worker state. Created by the service when a stream starts, dropped when it stops."""
+    Times (`next_*`, `*_sent`) are on the stream's task clock (daemon.pipeline.frames.Frame.task_time).
+    `failing`: task -> task-clock time until which that task runs apart from the others on this
+    stream, because it failed (a failing question must not take the caption down with it).
+    """
 
     def __init__(self, config, counters: StreamCounters, update_every_s: float) -> None:  # type: ignore[no-untyped-def]
         self.config = config
@@ -51,16 +52,13 @@ class StreamState:
         self.next_question: Dict[str, float] = {q.id: float("-inf") for q in config.questions}
         self.last_answer: Dict[str, str] = {}
         self.last_answer_sent: Dict[str, float] = {}
-        self.latencies_ms: Deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
-        self._latency_lock = threading.Lock()
+        self.failing: Dict[str, float] = {}
 
-    def record_latency(self, ms: float) -> None:
-        with self._latency_lock:
-            self.latencies_ms.append(ms)
-
-    def take_latencies(self) -> list:  # type: ignore[type-arg]
-        """Samples since the last call (the stats interval)."""
-        with self._latency_lock:
-            samples = list(self.latencies_ms)
-            self.latencies_ms.clear()
-        return samples
+    def back_online(self) -> None:
+        """The stream came back after an outage: run the caption and the questions on the next
+        frame and publish their results even if unchanged (subscribers may have cleared their
+        view meanwhile). Caller holds `lock`."""
+        self.next_caption = float("-inf")
+        self.last_caption_sent = float("-inf")
+        self.next_question = {qid: float("-inf") for qid in self.next_question}
+        self.last_answer_sent = {}

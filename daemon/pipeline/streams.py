@@ -1,5 +1,13 @@
 """The running streams: for each one its counters, reader (supervisor), scheduler slot and worker
-state; added, removed and replaced as the config asks (start and SIGHUP)."""
+state; added, removed and replaced as the config asks (start and SIGHUP).
+
+A file read with `realtime: false` is read as fast as the workers take its frames: its reader
+waits for room in its slot instead of replacing a frame, no frame is too old for it, and its
+tasks run on media time (daemon.pipeline.frames.Frame.task_time), so its events are the same
+whatever the machine's speed. A reload also restarts streams that `ended` or `failed` (a file
+fixed in place, a decoder installed since) even when their config did not change.
+"""
+import functools
 import logging
 import threading
 import time
@@ -11,8 +19,9 @@ from daemon.publish.events import StatsEvent, StreamEvent
 from daemon.ops.logsetup import stream_logger
 from daemon.pipeline.sampler import Sampler
 from daemon.pipeline.sources.base import DevicePreprocess, SourceSpec
-from daemon.pipeline.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
-from daemon.pipeline.stream_state import StreamState
+from daemon.pipeline.sources.supervisor import StreamStatus, StreamSupervisor, SupervisorPolicy
+from daemon.pipeline.stream_state import StreamContext
+from daemon.states import REVIVABLE, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ def source_spec(stream: ResolvedStream, device: int = 0, preprocess: Optional[De
         hwaccel=stream.hwaccel,
         open_timeout_s=stream.open_timeout_s,
         read_timeout_s=stream.read_timeout_s,
+        realtime=stream.realtime,
         device=device,
         preprocess=preprocess,
     )
@@ -56,7 +66,7 @@ def supervisor_policy(stream: ResolvedStream) -> SupervisorPolicy:
 class _Running:
     """One started stream."""
 
-    def __init__(self, config: ResolvedStream, state: StreamState, supervisor: StreamSupervisor) -> None:
+    def __init__(self, config: ResolvedStream, state: StreamContext, supervisor: StreamSupervisor) -> None:
         self.config = config
         self.state = state
         self.supervisor = supervisor
@@ -91,7 +101,7 @@ class StreamSet:
                 counters = self._counters[name] = StreamCounters(name)
             return counters
 
-    def state_of(self, name: str) -> Optional[StreamState]:
+    def state_of(self, name: str) -> Optional[StreamContext]:
         with self._lock:
             running = self._running.get(name)
         return running.state if running is not None else None
@@ -101,30 +111,45 @@ class StreamSet:
             return list(self._running)
 
     # -- add / remove --------------------------------------------------------------------------
-    def apply(self, settings: Settings, diff: Optional[StreamDiff] = None, stop_timeout: float = 5.0) -> None:
-        """Start every stream (diff None) or only what `diff` adds or changes; unchanged ones keep running."""
+    def apply(self, settings: Settings, diff: Optional[StreamDiff] = None, stop_timeout: float = 5.0) -> List[str]:
+        """Start every stream (diff None) or only what `diff` adds or changes, and restart the
+        unchanged ones that ended or failed; the others keep running. Returns those restarted."""
         wanted = {s.name: s for s in settings.resolved_streams()}
+        revived: List[str] = []
         if diff is None:
             to_stop, to_start = [], list(wanted)
         else:
-            to_stop = list(diff.removed) + list(diff.changed)
-            to_start = list(diff.added) + list(diff.changed)
+            revived = [name for name in diff.unchanged if self._is_revivable(name)]
+            to_stop = list(diff.removed) + list(diff.changed) + revived
+            to_start = list(diff.added) + list(diff.changed) + revived
+        for name in revived:
+            status = self._running[name].supervisor.status
+            stream_logger(__name__, name).info("reload: restarting stream %s (it was %s: %s)", name,
+                                               status.state.value, status.reason)
         self._stop_many(to_stop, stop_timeout)
         for name in to_start:
             self._start(wanted[name])
+        return revived
+
+    def _is_revivable(self, name: str) -> bool:
+        with self._lock:
+            running = self._running.get(name)
+        return running is not None and running.supervisor.status.state in REVIVABLE
 
     def _start(self, cfg: ResolvedStream) -> None:
         counters = self.counters_for(cfg.name)
-        state = StreamState(cfg, counters, update_every_s=cfg.update_every_s)
-        self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=cfg.max_frame_age_s)
+        state = StreamContext(cfg, counters, update_every_s=cfg.update_every_s)
+        paced = cfg.is_live or cfg.realtime
+        max_age_s = cfg.max_frame_age_s if paced else float("inf")  # realtime: false: every frame waits its turn
+        self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=max_age_s)
         self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
         state.sampler = sampler = Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s,
-                                          pending_s=cfg.max_frame_age_s)
+                                          pending_s=max_age_s)
         preprocess = device_preprocess(self._pixel_package, cfg) if self._pixel_package is not None else None
         supervisor = StreamSupervisor(
             source_spec(cfg, self._device, preprocess),
             sampler,
-            self._scheduler.put,
+            self._scheduler.put if paced else functools.partial(self._scheduler.put, wait=True),
             counters,
             self._on_state,
             policy=supervisor_policy(cfg),
@@ -138,6 +163,8 @@ class StreamSet:
         """Stop readers in parallel: a reader blocked in a dead camera's open must not delay the others."""
         with self._lock:
             running = [self._running.pop(n) for n in names if n in self._running]
+        for r in running:
+            self._scheduler.release(r.config.name)  # a reader waiting for room lets go
         stoppers = [threading.Thread(target=r.supervisor.stop, args=(timeout,), daemon=True) for r in running]
         for t in stoppers:
             t.start()
@@ -157,7 +184,8 @@ class StreamSet:
 
     # -- callbacks from reader threads -------------------------------------------------------------
     def _on_state(self, status: StreamStatus) -> None:
-        """Publish the change; after the last frame of a stream, end its active matches."""
+        """Publish the change; after the last frame of a stream, end its active matches; once it
+        is online again, re-send its caption and answers (StreamContext.back_online)."""
         self._metrics.set_state(status.stream, status.state.value)
         if status.state is SourceState.STARTING:
             return
@@ -170,11 +198,14 @@ class StreamSet:
                 retry_in_s=status.retry_in_s,
             )
         )
-        if status.state is not SourceState.ONLINE:
-            state = self.state_of(status.stream)  # None once the stream is being removed
-            if state is not None:
-                with state.lock:
-                    self._emitter.end_matches(state, state.last_frame, time.time())
+        state = self.state_of(status.stream)  # None once the stream is being removed
+        if state is None:
+            return
+        with state.lock:
+            if status.state is SourceState.ONLINE:
+                state.back_online()
+            else:
+                self._emitter.end_matches(state, state.last_frame, time.time())
 
     # -- stats / status ----------------------------------------------------------------------------
     def stats_events(self, interval_s: float, final: bool = False) -> List[StatsEvent]:

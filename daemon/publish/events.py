@@ -19,7 +19,7 @@ from daemon.counters import DROP_REASONS
 SCHEMA_VERSION = 1
 
 MatchPhaseName = Literal["start", "update", "end"]
-StreamState = Literal["online", "reconnecting", "stalled", "offline", "ended", "failed"]
+from daemon.states import StreamStateName  # noqa: E402  (the one list of stream states)
 
 _ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _STREAM_PATTERN = r"^[a-z0-9_-]+$"
@@ -218,7 +218,7 @@ class StreamEvent(Event):
 
     TYPE: ClassVar[str] = "stream"
 
-    state: StreamState = _doc("online | reconnecting | stalled | offline | ended | failed")
+    state: StreamStateName = _doc("online | reconnecting | stalled | offline | ended | failed")
     reason: Optional[str] = _doc("why, one line (credentials redacted)", default=None)
     attempt: int = _doc("reconnect attempt number, 0 when online", default=0)
     retry_in_s: Optional[float] = _doc("seconds until the next attempt, when one is planned",

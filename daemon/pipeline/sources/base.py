@@ -21,7 +21,7 @@ from blip.redact import redact_text, redact_url, url_secrets
 
 __all__ = [
     "DecoderUnavailable", "DevicePreprocess", "Source", "SourceEnded", "SourceError", "SourceSpec",
-    "check_file", "is_file_url", "to_bgr",
+    "check_file", "file_path", "is_file_url", "to_bgr",
 ]
 
 
@@ -100,6 +100,7 @@ def is_file_url(url: str) -> bool:
 
 
 def file_path(url: str) -> str:
+    """What a decoder opens for a file URL: the path without its `file://` prefix."""
     return url[len("file://"):] if url.startswith("file://") else url
 
 
@@ -149,6 +150,10 @@ class Source(abc.ABC):
         self._pts_s = 0.0
         self._fps: Optional[float] = None
 
+    def _fail(self, why: str) -> SourceError:
+        """The one-line error of a failed open: stream, masked URL, why (secrets masked)."""
+        return SourceError("stream %s: cannot open %s: %s" % (self.spec.name, self.spec.display_url, self.spec.clean(why)))
+
     @abc.abstractmethod
     def open(self) -> None:
         """Connect / open and probe; raises SourceError (one redacted line) within open_timeout_s."""
@@ -173,7 +178,9 @@ class Source(abc.ABC):
 
     @property
     def pts_s(self) -> float:
-        """Presentation time of the last grabbed frame, seconds of stream time (0 at open)."""
+        """Presentation time of the last grabbed frame, seconds of stream time (0 at open), as the
+        source says: it may go back (concatenated recordings, a camera whose clock resets); the
+        supervisor turns that into a new segment of the sampling grid."""
         return self._pts_s
 
     @property
@@ -182,9 +189,9 @@ class Source(abc.ABC):
         return self._fps
 
     @property
-    def frames_grabbed(self) -> int:
-        """Frames grabbed since open()."""
-        return self._grabbed
+    def skipped(self) -> int:
+        """Undecodable packets skipped since open() to go on with the next decodable frame."""
+        return 0
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -196,17 +203,22 @@ EARLY_END_RATIO = 0.9
 
 
 def ffmpeg_end_reason(spec: SourceSpec, grabbed: int, frame_count: int, blocked_s: float,
-                      detail: str = "") -> SourceError:
+                      detail: str = "", skipped: int = 0) -> SourceError:
     """Why an FFmpeg-based decoder's grab() failed (OpenCV and PyAV word it the same way):
-    files end (SourceEnded, early when short of the header's count or `detail` says why),
-    live streams time out or are lost (SourceError)."""
+    files end (SourceEnded, early when short of the header's count or `detail` says why; with
+    how many frames were lost to `skipped` undecodable packets), live streams time out or are
+    lost (SourceError)."""
     name, where = spec.name, spec.display_url
     why = " (%s)" % spec.clean(detail) if detail else ""
     if not spec.is_live or is_file_url(spec.url):
         if grabbed == 0:
             return SourceError("stream %s: no decodable frame in %s%s" % (name, where, why))
+        of = " of %d" % frame_count if frame_count else ""
+        if skipped:  # went on past damage to the end: say what it cost
+            lost = max(0, frame_count - grabbed) if frame_count else skipped
+            return SourceEnded("stream %s: end of %s after %d%s frames; %d undecodable packet(s) skipped, "
+                               "%d frame(s) lost (damaged file?)%s" % (name, where, grabbed, of, skipped, lost, why))
         if detail or (frame_count and grabbed < EARLY_END_RATIO * frame_count):
-            of = " of %d" % frame_count if frame_count else ""
             return SourceEnded("stream %s: %s ended early at frame %d%s%s (damaged file?)" % (name, where, grabbed, of, why))
         return SourceEnded("stream %s: end of %s after %d frames" % (name, where, grabbed))
     if blocked_s >= 0.8 * spec.read_timeout_s:

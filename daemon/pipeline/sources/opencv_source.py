@@ -13,6 +13,12 @@ Facts this module is built around:
   limitation is that every stream of the process gets the same transport.
 - A VideoCapture must not be released while another thread grabs from it, so close() is only called
   by the stream's own thread.
+- FFmpeg's own log lines (h264 decoding errors, connection failures) would go to stderr around
+  the daemon's log format: OPENCV_FFMPEG_LOGLEVEL (read when cv2 loads) is defaulted to quiet here,
+  and every failure reaches the journal as one formatted line of ours instead.
+- grab() stops at the first undecodable packet and a seek does not get it past one: a file that
+  stops before the frame count its header announces is reopened past the damage (seeking one
+  step at a time), so a corrupt region costs its own frames, not the rest of the file.
 """
 import os
 import time
@@ -21,16 +27,21 @@ from typing import List, Optional
 import numpy as np
 
 from daemon.errors import SourceError
-from daemon.pipeline.sources.base import Source, SourceSpec, check_file, ffmpeg_end_reason, is_file_url, to_bgr
+from daemon.pipeline.sources.base import (
+    Source, SourceSpec, check_file, ffmpeg_end_reason, file_path, is_file_url, to_bgr,
+)
 
 CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 os.environ.setdefault(CAPTURE_OPTIONS_ENV, "rtsp_transport;tcp")
+LOG_LEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
+os.environ.setdefault(LOG_LEVEL_ENV, "-8")  # AV_LOG_QUIET
 
 import cv2  # noqa: E402  (after the environment default above)
 
 NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
 """Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
-
+RESUME_STEPS_PER_S = 5
+"""Past a damaged region of a file, reopen this many times per second of video (each costs a seek)."""
 
 
 def _nominal_fps(value: float) -> Optional[float]:
@@ -46,6 +57,9 @@ class OpenCVSource(Source):
         self._frame_count = 0
         self._last_grab_blocked_s = 0.0
         self._opened_at = 0.0
+        self._is_file = False
+        self._position = 0.0
+        self._skipped = 0
 
     def _params(self) -> List[int]:
         params = [
@@ -56,16 +70,13 @@ class OpenCVSource(Source):
             params += [cv2.CAP_PROP_HW_ACCELERATION, cv2.VIDEO_ACCELERATION_ANY]
         return params
 
-    def _fail(self, why: str) -> SourceError:
-        return SourceError("stream %s: cannot open %s: %s" % (self.spec.name, self.spec.display_url, self.spec.clean(why)))
-
     def open(self) -> None:
         is_file = is_file_url(self.spec.url)
         if is_file:
             check_file(self.spec)
         started = time.monotonic()
         try:
-            cap = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG, self._params())
+            cap = cv2.VideoCapture(self._target(), cv2.CAP_FFMPEG, self._params())
         except cv2.error as exc:
             raise self._fail(str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error") from None
         if not cap.isOpened():
@@ -87,19 +98,47 @@ class OpenCVSource(Source):
         self._grabbed = 0
         self._pts_s = 0.0
         self._opened_at = time.monotonic()
+        self._is_file = is_file
+        self._position = 0.0
+        self._skipped = 0
+
+    def _target(self) -> str:
+        return file_path(self.spec.url) if is_file_url(self.spec.url) else self.spec.url
 
     def grab(self) -> bool:
         if self._cap is None:
             return False
         started = time.monotonic()
-        ok = bool(self._cap.grab())
+        ok = bool(self._cap.grab()) or self._resume()
         self._last_grab_blocked_s = time.monotonic() - started
         if ok:
             self._grabbed += 1
-            pts = self._frame_pts()
-            # Files never go back in time within one open; a camera's clock may, and is reported as is.
-            self._pts_s = pts if self.spec.is_live else max(self._pts_s, pts)
+            self._pts_s = self._frame_pts()  # as the file says: the supervisor handles jumps back
+            self._position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
         return ok
+
+    def _resume(self) -> bool:
+        """A file that stopped short of its announced frame count: reopen and seek past the damage."""
+        if not (self._is_file and self._frame_count and self._grabbed):
+            return False
+        step = max(1, int(round((self._fps or 25.0) / RESUME_STEPS_PER_S)))
+        target = self._position
+        while target + step < self._frame_count:
+            target += step
+            assert self._cap is not None
+            self._cap.release()
+            self._cap = cv2.VideoCapture(self._target(), cv2.CAP_FFMPEG, self._params())
+            if not self._cap.isOpened():
+                return False
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+            if self._cap.grab():
+                self._skipped += int(target - self._position)
+                return True
+        return False
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped
 
     def _frame_pts(self) -> float:
         assert self._cap is not None
@@ -117,7 +156,8 @@ class OpenCVSource(Source):
         return to_bgr(image) if ok else None
 
     def end_reason(self) -> SourceError:
-        return ffmpeg_end_reason(self.spec, self._grabbed, self._frame_count, self._last_grab_blocked_s)
+        return ffmpeg_end_reason(self.spec, self._grabbed, self._frame_count, self._last_grab_blocked_s,
+                                 skipped=self._skipped)
 
     def close(self) -> None:
         cap, self._cap = self._cap, None

@@ -26,7 +26,6 @@ handed to the sink (the scheduler), with the model pixel values the source compu
 when it offers them (`Source.pixels`, config `preprocess: tpu`).
 """
 import dataclasses
-import enum
 import random
 import threading
 import time
@@ -39,6 +38,10 @@ from daemon.ops.logsetup import stream_logger
 from daemon.pipeline.sampler import Sampler
 from daemon.pipeline.sources.base import DecoderUnavailable, Source, SourceEnded, SourceError, SourceSpec
 from daemon.pipeline.sources.factory import make_source
+from daemon.pipeline.sources.mediatime import MediaClock
+from daemon.states import TERMINAL, SourceState
+
+__all__ = ["SourceState", "StreamStatus", "StreamSupervisor", "SupervisorPolicy", "TERMINAL"]
 
 STALL_RATIO = 0.8
 """A failed read after this share of stall_timeout_s without frames counts as a stall (timer slack)."""
@@ -48,21 +51,6 @@ LOOP_PAUSE_S = 0.01
 
 REANCHOR_S = 1.0
 """A realtime file that fell this far behind its clock (slow decode) restarts its pacing clock."""
-
-
-class SourceState(enum.Enum):
-    """Where a stream is; `value` is what the `stream` event publishes."""
-
-    STARTING = "starting"
-    ONLINE = "online"
-    RECONNECTING = "reconnecting"
-    STALLED = "stalled"
-    OFFLINE = "offline"
-    ENDED = "ended"
-    FAILED = "failed"
-
-
-TERMINAL = frozenset({SourceState.OFFLINE, SourceState.ENDED, SourceState.FAILED})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +107,8 @@ class StreamSupervisor:
         self._state_lock = threading.RLock()  # on_state may call back into status
         self._status = StreamStatus(spec.name, SourceState.STARTING, "not started")
         self._traceback_logged = False
+        self._media = MediaClock()
+        self._wall_anchor: Optional[float] = None
         self._thread = threading.Thread(target=self._run, name="reader-%s" % spec.name, daemon=True)
 
     @property
@@ -224,6 +214,7 @@ class StreamSupervisor:
         finally:
             if source is not None:
                 self._close(source)
+                self._count_skipped(source)
 
     def _close(self, source: Source) -> None:
         try:
@@ -231,12 +222,18 @@ class StreamSupervisor:
         except Exception as exc:
             self._log.warning("stream %s: closing the source failed: %s", self.name, self.spec.clean(str(exc)))
 
+    def _count_skipped(self, source: Source) -> None:
+        skipped = source.skipped
+        if skipped:
+            self._counters.add("undecodable", skipped)
+
     def _read(self, source: Source) -> Optional[SourceError]:
         live = self.spec.is_live
         pace = (not live) and self.spec.realtime
         last_frame = self._clock()
         anchor: Optional[tuple] = None
         index = 0
+        self._media.new_session(source.fps)
         while not self._stop.is_set():
             grabbed = source.grab()
             silent = self._clock() - last_frame
@@ -247,32 +244,49 @@ class StreamSupervisor:
             if not grabbed:
                 return source.end_reason()
             pts = source.pts_s
+            media = pts
+            if not live:
+                media = self._media.advance(pts)
+                if self._media.jumped:
+                    self._new_segment(pts)
             if pace:
-                anchor = self._pace(anchor, pts, source.fps)
+                anchor = self._pace(anchor, media)
                 if anchor is None:
                     return None
             now = self._clock()
             last_frame = now
             self._counters.add("decoded")
-            self._take(source, index, pts, now)
+            self._take(source, index, pts, media, now)
             index += 1
         return None
 
-    def _pace(self, anchor: Optional[tuple], pts: float, fps: Optional[float]) -> Optional[tuple]:
-        """Wait until `pts` is due on the pacing clock; returns the (mono, pts) anchor, None if stopped."""
+    def _new_segment(self, pts: float) -> None:
+        """The file's timestamps went back (or leapt ahead): sample the new segment from its start."""
+        self._counters.add("pts_discontinuities")
+        self._sampler.reset()
+        self._log.info("stream %s: timestamps jump to %.3f s: a new segment (media time %.3f s)", self.name, pts,
+                       self._media.media_s)
+
+    def _pace(self, anchor: Optional[tuple], media: float) -> Optional[tuple]:
+        """Wait until `media` is due on the pacing clock; returns the (mono, media) anchor, None if stopped."""
         now = self._clock()
-        if anchor is None or pts < anchor[1]:
-            return (now, pts)
-        delay = anchor[0] + (pts - anchor[1]) - now
+        if anchor is None or media < anchor[1]:
+            return (now, media)
+        delay = anchor[0] + (media - anchor[1]) - now
         if delay < -REANCHOR_S:
-            return (now, pts)
+            return (now, media)
         if delay > 0 and self._stop.wait(delay):
             return None
         return anchor
 
-    def _take(self, source: Source, index: int, pts: float, now: float) -> None:
-        """Sampler decisions for one grabbed frame; a kept one goes to the sink."""
-        if not self._sampler.due(pts, now, self.spec.is_live):
+    def _take(self, source: Source, index: int, pts: float, media: float, now: float) -> None:
+        """Sampler decisions for one grabbed frame; a kept one goes to the sink.
+
+        Files are sampled on media time (daemon.pipeline.sources.mediatime), live streams on the
+        monotonic clock. A file read with `realtime: false` also runs its tasks and heartbeats on
+        media time (Frame.media_s), and its frames' `time` is the stream's start plus media time,
+        so the events do not depend on how fast the machine reads."""
+        if not self._sampler.due(media, now, self.spec.is_live):
             self._counters.drop("not_sampled")
             return
         image = source.retrieve()
@@ -281,13 +295,20 @@ class StreamSupervisor:
             self._log.debug("stream %s: frame %d could not be converted", self.name, index)
             return
         self._counters.add("sampled")
-        if not self._sampler.changed(image, index):
+        media_s = media if not (self.spec.is_live or self.spec.realtime) else None
+        if not self._sampler.changed(image, index, now if media_s is None else media_s):
             self._counters.drop("unchanged")
             return
         image.setflags(write=False)
         # after the scene gate: device preprocessing (`preprocess: tpu`) only for frames that go on
         pixels = source.pixels()
-        self._sink(Frame(self.name, index, pts, self._wall(), now, image, pixels or {}))
+        if media_s is None:
+            wall = self._wall()
+        else:
+            if self._wall_anchor is None:
+                self._wall_anchor = self._wall() - media_s
+            wall = self._wall_anchor + media_s
+        self._sink(Frame(self.name, index, pts, wall, now, image, pixels or {}, media_s))
 
     def _emit(self, state: SourceState, reason: str, attempt: int = 0, retry_in_s: Optional[float] = None) -> None:
         """Publish a state change; after a terminal state nothing more is published."""
