@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from blip.redact import redact_text
 from daemon.console.schema import StoreError, migrate
@@ -121,6 +121,7 @@ class Store:
         self.counters = StoreCounters()
         self._limiter = RateLimiter(60.0)
         self._free_checked = (0.0, True)
+        self._folders: Set[str] = set()
         try:
             self.conn = open_connection(self.path)
             migrate(self.conn, str(self.path))
@@ -237,17 +238,20 @@ class Store:
                             "%d skipped in the last minute", self.data_dir,
                             self.min_free_bytes / 1048576, skipped + 1)
             return None, 0
-        day = datetime.datetime.utcfromtimestamp(time.time()).strftime("%Y%m%d")
+        folder = os.path.join(SNAPSHOT_DIR, stream.replace("/", "_"), time.strftime("%Y%m%d", time.gmtime()))
         name = "%s-%s.jpg" % (str(event.get("boot", "x"))[:12], event.get("seq", int(time.time() * 1e6)))
-        relative = os.path.join(SNAPSHOT_DIR, stream.replace("/", "_"), day, name)
+        relative = os.path.join(folder, name)
         target = self.data_dir / relative
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_suffix(".tmp")
-            with open(str(temporary), "wb") as handle:
+            if folder not in self._folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
+            # Written in full before its row is inserted: a kill leaves at worst a file no committed
+            # row names, never a row naming half a file. No rename dance needed.
+            with open(str(target), "wb") as handle:
                 handle.write(jpeg)
-            os.replace(str(temporary), str(target))
         except OSError as exc:
+            self._folders.discard(folder)
             self.counters.snapshots_failed += 1
             if self._limiter.allow("write")[0]:
                 log.warning("stream %s: snapshot not written to %s: %s", stream, target, exc.strerror or exc)
