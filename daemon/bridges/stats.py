@@ -52,3 +52,34 @@ def bridge_registry(snapshot: Snapshot) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(BridgeCollector(snapshot))  # type: ignore[arg-type]
     return registry
+
+
+class RelayCollector:
+    """Prometheus families from a relay snapshot: per-upstream state and connects, events forwarded."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        from daemon.bridges.relay import UPSTREAM_STATES
+
+        snap = self._snapshot()
+        forwarded = CounterMetricFamily("blipd_relay_events_forwarded", "Events passed through the proxy")
+        forwarded.add_metric([], float(snap["forwarded"]))
+        state = GaugeMetricFamily("blipd_relay_upstream_state", "1 for the upstream's current state",
+                                  labels=["upstream", "state"])
+        connects = CounterMetricFamily("blipd_relay_upstream_connects", "Handshakes that succeeded",
+                                       labels=["upstream"])
+        for upstream in snap["upstreams"]:
+            for name in UPSTREAM_STATES:
+                state.add_metric([upstream["connect"], name], 1.0 if upstream["state"] == name else 0.0)
+            connects.add_metric([upstream["connect"]], float(upstream["connects"]))
+        yield forwarded
+        yield state
+        yield connects
+
+
+def relay_registry(snapshot: Snapshot) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(RelayCollector(snapshot))  # type: ignore[arg-type]
+    return registry

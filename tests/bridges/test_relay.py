@@ -1,0 +1,113 @@
+"""Two real daemons (CURVE servers) -> `blipd relay` (CURVE client upstream, CURVE server downstream
+with its own key set) -> subscribers: an authorised one gets both boxes' events with contiguous seq
+per stream and the relay's stats; one whose key is not listed gets nothing."""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+import zmq
+import zmq.auth
+
+from daemon.publish.curve import write_keypair
+from tests.bridges.test_daemon_bridge import daemon_config
+from tests.daemon_proc import REPO, DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
+
+pytestmark = pytest.mark.integration
+
+
+def _client_options(server_public: Path, client_secret: Path) -> Dict[int, Any]:
+    public, secret = zmq.auth.load_certificate(str(client_secret))
+    server, _ = zmq.auth.load_certificate(str(server_public))
+    return {zmq.CURVE_SERVERKEY: server, zmq.CURVE_PUBLICKEY: public, zmq.CURVE_SECRETKEY: secret}
+
+
+def _keys(folder: Path) -> Dict[str, Path]:
+    """Separate key sets: each box's server key, the relay's client key (listed by the boxes), the
+    relay's server key, and the console's client key (listed by the relay); an intruder's, listed nowhere."""
+    keys = {}
+    for name in ("box1", "box2", "relay_up", "relay", "console", "intruder"):
+        public, secret = write_keypair(folder / name, name)
+        keys[name], keys[name + "_secret"] = Path(public), Path(secret)
+    for box in ("box1", "box2"):
+        allowed = folder / ("%s_clients" % box)
+        allowed.mkdir()
+        (allowed / "relay_up.key").write_bytes(keys["relay_up"].read_bytes())
+    allowed = folder / "relay_clients"
+    allowed.mkdir()
+    (allowed / "console.key").write_bytes(keys["console"].read_bytes())
+    return keys
+
+
+class RelayProcess:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self._log = tempfile.NamedTemporaryFile(prefix="relay-", suffix=".log", delete=False)
+
+    def __enter__(self) -> "RelayProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.commands.cli", "relay", "-c", str(self.config)],
+                                     cwd=str(REPO), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+
+def _boxes_seen(events: List[Dict[str, Any]], n: int) -> bool:
+    counts: Dict[str, int] = {}
+    for e in events:
+        if "seq" in e:
+            counts[e.get("source", "?")] = counts.get(e.get("source", "?"), 0) + 1
+    relay_up = [e for e in events if e.get("type") == "relay"
+                and all(u["state"] == "up" for u in e["upstreams"])]
+    return counts.get("box1", 0) >= n and counts.get("box2", 0) >= n and bool(relay_up)
+
+
+def test_two_daemons_through_the_relay(tmp_path: Path) -> None:
+    keys = _keys(tmp_path)
+    boxes = []
+    for box in ("box1", "box2"):
+        endpoint = free_tcp_endpoint()
+        config = daemon_config(endpoint)
+        config["name"] = box
+        config["streams"][0]["loop"] = True
+        config["publish"]["curve"] = {"secret_key_file": str(keys[box + "_secret"]),
+                                      "clients_dir": str(tmp_path / ("%s_clients" % box))}
+        path = tmp_path / ("%s.yaml" % box)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        boxes.append((box, endpoint, path))
+    relay_bind = free_tcp_endpoint()
+    relay_config = {
+        "name": "site",
+        "upstreams": [{"connect": endpoint, "curve": {"server_key": str(keys[box]),
+                                                     "client_key_file": str(keys["relay_up_secret"])}}
+                      for box, endpoint, _ in boxes],
+        "publish": {"bind": relay_bind, "secret_key_file": str(keys["relay_secret"]),
+                    "clients_dir": str(tmp_path / "relay_clients")},
+        "stats_every_s": 1,
+    }
+    relay_path = tmp_path / "relay.yaml"
+    relay_path.write_text(yaml.safe_dump(relay_config, sort_keys=False))
+    with RelayProcess(relay_path) as relay, \
+            EventCollector(relay_bind, socket_options=_client_options(keys["relay"], keys["console_secret"])) as console, \
+            EventCollector(relay_bind, socket_options=_client_options(keys["relay"], keys["intruder_secret"])) as intruder, \
+            DaemonProcess(boxes[0][2]), DaemonProcess(boxes[1][2]):
+        events = console.wait_for(lambda evs: _boxes_seen(evs, 10), timeout=120)
+        assert intruder.snapshot() == []
+        relay.proc.terminate()
+        assert relay.proc.wait(15) == 0
+    assert "Traceback" not in relay.log(), relay.log()[-2000:]
+    bus_events = [e for e in events if "seq" in e]
+    assert {(e["source"], e["stream"]) for e in bus_events} == {("box1", "demo"), ("box2", "demo")}
+    assert len({e["boot"] for e in bus_events}) == 2
+    assert seq_gaps(bus_events) == {}
