@@ -133,6 +133,7 @@ class Service:
         log.info("blipd started: boot %s, model %s, %d stream(s)", self.boot, self.package.name, len(self.settings.streams))
 
     def _start_workers(self) -> None:
+        started = time.monotonic()
         for index in range(self.settings.model.workers):
             worker = Worker(
                 index,
@@ -149,6 +150,7 @@ class Service:
         for worker in self.workers:
             if not worker.wait_loaded():
                 raise ServiceError("cannot load the model: %s" % (str(worker.load_error).splitlines() or ["timeout"])[0])
+        log.debug("%d worker(s) loaded their engines in %.1f s", len(self.workers), time.monotonic() - started)
 
     def stop(self) -> None:
         """Reverse order of start, bounded by STOP_BUDGET_S in total; safe after a partial start.
@@ -242,6 +244,7 @@ class Service:
             "reloaded: %d added, %d removed, %d changed, %d unchanged",
             len(diff.added), len(diff.removed), len(diff.changed), len(diff.unchanged),
         )
+        log.debug("reload: added %s, removed %s, changed %s", list(diff.added), list(diff.removed), list(diff.changed))
         self.notifier.ready()
 
 
