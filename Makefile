@@ -36,7 +36,13 @@ sysdeps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The console records the demo's events and serves the page (its address is printed first);
+# Ctrl-C stops the daemon, then the trap stops the console.
 demo: venv
+	@$(PY) -c 'import aiohttp' 2>/dev/null || $(PIP) install -q -e '.[onnx,cv,console]'
+	@$(VENV)/bin/blipd --log-level warning console --sub tcp://127.0.0.1:5556 \
+		--data "$${XDG_STATE_HOME:-$$HOME/.local/state}/blipd-console-demo" & console=$$!; \
+	trap 'kill $$console 2>/dev/null; wait $$console 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/blipd demo -c config/demo.yaml
 
 vermin: venv-test
