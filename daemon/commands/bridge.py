@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from daemon.bridges.config import bridge_from_data, load_bridge_config
     from daemon.errors import ConfigError, DaemonError
     from daemon.ops.logsetup import setup_logging
+    from daemon.publish.curve import KeyFileError
 
     if bool(args.config) == bool(args.sub or args.mqtt):
         sys.stderr.write("blipd: bridge: give -c FILE, or --sub ADDR with --mqtt URL\n")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     bridge = Bridge(settings, Path(args.config).resolve() if args.config else None, log_filter)
     try:
         return bridge.run()
-    except ConfigError as exc:  # the daemon config named for Home Assistant is unreadable
+    except (ConfigError, KeyFileError) as exc:  # the HA daemon config or a CURVE key file is unusable
         log.error("%s", str(exc).splitlines()[0])
         return 2
     except DaemonError as exc:

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from daemon.ops.logsetup import set_level, setup_logging
     from daemon.ops.metrics import MetricsServer
     from daemon.ops.notify import Notifier
+    from daemon.publish.curve import KeyFileError
 
     try:
         settings = load_relay_config(args.config)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                    settings.metrics.port)
     except DaemonError as exc:  # a key file, a port in use
         log.error("%s", exc)
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2 if isinstance(exc, (ConfigError, KeyFileError)) else 1
     except Exception as exc:  # zmq.ZMQError from bind/connect: one line, no traceback
         log.error("relay cannot start: %s", getattr(exc, "strerror", None) or exc)
         return 1
