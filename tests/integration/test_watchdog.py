@@ -1,5 +1,6 @@
-"""WATCHDOG=1 is sent only while inference makes progress: a wedged worker stops the pings, so
-systemd restarts the daemon. Runs the service in-process with an engine that blocks on demand."""
+"""WATCHDOG=1 is sent only while inference makes progress, at half of WATCHDOG_USEC, and not at
+all without a watchdog: a wedged worker stops the pings, so systemd restarts the daemon. Runs the
+service in-process with an engine that blocks on demand, its real main loop driven by tick()."""
 import socket
 import threading
 import time
@@ -51,16 +52,40 @@ def _pings(sock: socket.socket, seconds: float, tick) -> int:
     return count
 
 
-def test_wedged_worker_stops_watchdog(tiny_package, clip, write_config, tmp_path: Path, monkeypatch) -> None:
+def _notify_socket(tmp_path: Path, monkeypatch, watchdog_usec: Optional[str]) -> socket.socket:
     notify_path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(notify_path)
     sock.setblocking(False)
     monkeypatch.setenv("NOTIFY_SOCKET", notify_path)
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    if watchdog_usec is None:
+        monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    else:
+        monkeypatch.setenv("WATCHDOG_USEC", watchdog_usec)
+    return sock
+
+
+def test_no_watchdog_configured_means_no_pings(tiny_package, clip, write_config, tmp_path: Path, monkeypatch) -> None:
+    sock = _notify_socket(tmp_path, monkeypatch, None)
+    settings = load_config(str(write_config(base_config(
+        tiny_package, free_tcp_endpoint(), [stream_entry("a", str(clip), loop=True)]))))
+    service = Service(settings, engine_factory=WedgeableEngine)
+    service.start()
+    try:
+        assert _pings(sock, 1.5, service.tick) == 0
+    finally:
+        service.stop()
+        sock.close()
+
+
+def test_wedged_worker_stops_watchdog(tiny_package, clip, write_config, tmp_path: Path, monkeypatch) -> None:
+    sock = _notify_socket(tmp_path, monkeypatch, "400000")
     settings = load_config(str(write_config(base_config(
         tiny_package, free_tcp_endpoint(), [stream_entry("a", str(clip), loop=True)]))))
     engine = WedgeableEngine()
     service = Service(settings, engine_factory=lambda: engine)
+    assert service.watchdog.interval_s == 0.2  # half of WATCHDOG_USEC
     service.progress.stall_after_s = 1.0
     service.start()
     try:
