@@ -117,7 +117,11 @@ class Chromium:
         body = await self.evaluate("document.body ? document.body.innerText.slice(0, 1500) : ''")
         raise AssertionError("timed out after %.0f s waiting for %s; page text:\n%s" % (timeout, what, body))
 
-    async def screenshot(self, path: Path) -> Path:
-        result = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    async def screenshot(self, path: Path, height: Optional[int] = None) -> Path:
+        """A PNG of the whole page, or of its top `height` pixels."""
+        params: Dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        if height is not None:
+            params["clip"] = {"x": 0, "y": 0, "width": self.width, "height": height, "scale": 1}
+        result = await self.send("Page.captureScreenshot", **params)
         Path(path).write_bytes(base64.b64decode(result["data"]))
         return Path(path)
