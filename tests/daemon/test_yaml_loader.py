@@ -45,7 +45,7 @@ def test_every_key_and_item_has_its_line_and_column(tmp_path: Path, newline: str
     assert where[("streams", 0, "prompts", 0)] == (9, 9)
     assert where[("streams", 0, "prompts", 0, "text")] == (9, 22)
     assert where[("streams", 0, "prompts", 1, "text")] == (11, 9)
-    assert where[("streams", 1, "url")] == (14, 17)
+    assert where[("streams", 1, "url")] == (14, 18)
     assert loaded.data["streams"][0]["prompts"][1]["text"] == "a car on the drive\n"
 
 
