@@ -109,3 +109,40 @@ def check_discovery(reader: MqttReader) -> None:
     assert (prompt["payload_on"], prompt["payload_off"]) == ("ON", "OFF")
     assert prompt["name"] == "a red circle"
     assert configs["homeassistant/image/%s/snapshot/config" % node]["content_type"] == "image/jpeg"
+
+
+def test_sd_notify_and_sighup_reload(broker: Mosquitto, tmp_path: Path) -> None:
+    """READY over a real notify socket; an invalid file on SIGHUP is refused and the bridge goes on;
+    a valid one with a new prefix replaces the MQTT sink (events then go to the new prefix)."""
+
+    import yaml
+
+    from tests.integration.test_daemon import NotifySocket
+
+    endpoint = free_endpoint()
+    bus = FakeBus(endpoint)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    config = bridge_config(endpoint, broker.port)
+    try:
+        with MqttReader(broker.port, "#") as reader, \
+                BridgeProcess(config, tmp_path, env={"NOTIFY_SOCKET": notify.path}) as bridge:
+            assert "READY" in notify.drain_until({"READY"}, timeout=20)
+            bus.wait_subscriber()
+            bridge.path.write_text("sources: [\n")
+            bridge.proc.send_signal(signal.SIGHUP)
+            bridge.wait_log("reload rejected, keeping the running config", 20)
+            bus.event("caption", "cam2", text="still here", previous=None)
+            reader.wait_for(lambda m: reader.last("blipd/cam2/state/caption") == b"still here", 20, "old prefix")
+            config["mqtt"]["prefix"] = "site1"
+            bridge.path.write_text(yaml.safe_dump(config))
+            bridge.proc.send_signal(signal.SIGHUP)
+            bridge.wait_log("mqtt replaced", 20)
+            bus.event("caption", "cam2", text="new prefix", previous=None)
+            reader.wait_for(lambda m: reader.last("site1/cam2/state/caption") == b"new prefix", 20, "new prefix")
+            assert "RELOADING" in notify.drain_until({"RELOADING"}, timeout=10)
+            assert bridge.terminate(timeout=12) == 0
+            assert "STOPPING" in notify.drain_until({"STOPPING"}, timeout=5)
+            assert "Traceback" not in bridge.log()
+    finally:
+        notify.close()
+        bus.close()
