@@ -90,3 +90,14 @@ def test_sysusers_and_tmpfiles_apply_in_a_temporary_root(tmp_path):
     assert (curve.st_mode & 0o777, curve.st_uid, curve.st_gid) == (0o750, 0, int(group.split(":")[2]))
     state = (tmp_path / "var" / "lib" / "blipd").stat()
     assert (state.st_mode & 0o777, state.st_uid) == (0o750, uid)
+
+
+def test_a_bad_config_is_not_restarted_a_busy_port_is():
+    """`blipd run` exits 2 for a bad config (a restart loop cannot fix it) and 1 when it cannot
+    start (a busy port may free up): the unit must tell them apart."""
+    from daemon.service import EXIT_CONFIG, EXIT_FAIL
+
+    values = service_section()
+    assert values["Restart"] == ["on-failure"]
+    assert values["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+    assert str(EXIT_FAIL) not in values["RestartPreventExitStatus"][0].split()
