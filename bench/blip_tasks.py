@@ -7,6 +7,11 @@ weights) are exported once into a temporary package, then each task is timed on 
   match     our Matcher with 1 and with 10 prompts, vs transformers' ITM model looped over 10 prompts
   answer    transformers `generate` vs our Answerer; the same forced answer length on both
   vision    our exported ViT with HF's explicit attention vs an F.scaled_dot_product_attention form
+  int8      an int8 copy made by `blipd quantize` (synthetic calibration frames): its vision graph,
+            caption (20 tokens) and 10-prompt match against fp32 and transformers, and its
+            embeddings' cosine to fp32's
+  ceiling   the fp32 vision graph's GFLOP/s (FLOPs counted from the graph) over a large fp32
+            MatMul's in this process and thread count, and where its time goes by op type
 
 Usage: python bench/blip_tasks.py --json OUT [--reps N] [--quick] [--keep DIR]
 Figures are medians of N repetitions (after one warm-up), with min and max; ratios compare
@@ -23,11 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 log = logging.getLogger("bench.blip_tasks")
 
@@ -36,7 +42,12 @@ TARGETS = {
     "itm10_over_itm1": ("<=", 2.0),
     "itm10_speedup_vs_naive": (">=", 5.0),
     "answer_speedup_vs_transformers": (">=", 1.3),
+    "int8_vision_speedup_vs_fp32": (">=", 2.0),
+    "int8_caption_speedup_vs_transformers": (">=", 2.5),
+    "int8_embedding_cosine": (">=", 0.99),
+    "vision_fraction_of_ceiling": (">=", 0.85),
 }
+COSINE_FRAMES = 8
 CAPTION_TOKENS = 20  # max_length = min_length, prompt included (transformers' convention)
 ANSWER_TOKENS = 5  # generated answer tokens, bos excluded
 PROMPTS = [
@@ -121,7 +132,7 @@ def summary(times: List[float]) -> Dict[str, float]:
     }
 
 
-def bench_caption(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
+def bench_caption(pkg: Any, pkg8: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
     import torch
     import transformers
 
@@ -129,6 +140,7 @@ def bench_caption(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps:
 
     forced = {"max_length": CAPTION_TOKENS, "min_length": CAPTION_TOKENS}
     ours = Captioner(pkg, runtime, settings_override=forced)
+    ours8 = Captioner(pkg8, runtime, settings_override=forced)
     model = transformers.BlipForConditionalGeneration.from_pretrained(str(folder)).eval()
     tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder))
     prompt = tokenizer(ours.prompt, return_tensors="pt").input_ids
@@ -139,8 +151,11 @@ def bench_caption(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps:
         return out[0, prompt.shape[1] - 1:].tolist()
 
     same = hf() == ours.caption_ids(frame)
-    result: Dict[str, Any] = measure({"transformers": hf, "ours": lambda: ours.caption_ids(frame)}, reps)
+    result: Dict[str, Any] = measure(
+        {"transformers": hf, "ours": lambda: ours.caption_ids(frame), "ours_int8": lambda: ours8.caption_ids(frame)},
+        reps)
     result["tokens_identical"] = same
+    result["int8_tokens_identical"] = ours8.caption_ids(frame) == ours.caption_ids(frame)
     del model
     return result
 
@@ -153,13 +168,14 @@ def ours_pixels(pkg: Any, task: str, frame: np.ndarray) -> np.ndarray:
     return preprocess(frame, pkg.task(task).image_size, pp.mean, pp.std, pp.interpolation)
 
 
-def bench_match(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
+def bench_match(pkg: Any, pkg8: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: int) -> Dict[str, Any]:
     import torch
     import transformers
 
     from blip.match import Matcher
 
     ours = Matcher(pkg, runtime)
+    ours8 = Matcher(pkg8, runtime)
     model = transformers.BlipForImageTextRetrieval.from_pretrained(str(folder)).eval()
     tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder))
     encoded = [tokenizer(p, return_tensors="pt") for p in PROMPTS]
@@ -182,11 +198,14 @@ def bench_match(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: i
         {
             "ours_1": lambda: ours.scores(frame, {"p0": PROMPTS[0]}),
             "ours_10": lambda: ours.scores(frame, ten),
+            "ours_int8_10": lambda: ours8.scores(frame, ten),
             "naive_10": naive,
         },
         reps,
     )
     result["max_score_diff"] = diff
+    int8_scores = np.array(list(ours8.scores(frame, ten).values()))
+    result["int8_max_score_diff"] = float(np.max(np.abs(int8_scores - np.array(list(ours.scores(frame, ten).values())))))
     del model
     return result
 
@@ -241,6 +260,42 @@ def bench_vision_attention(folder: Path, work: Path, reps: int, threads: int) ->
     return measure({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}, reps)
 
 
+def bench_int8_vision(pkg: Any, pkg8: Any, runtime: Any, reps: int, threads: int) -> Dict[str, Any]:
+    """fp32 vs int8 caption vision graph on one frame; the int8 embeddings' cosine to fp32's over
+    COSINE_FRAMES frames; and the fp32 graph against the machine's matmul ceiling."""
+    import vision_ceiling
+
+    from blip.export.quantize import cosine, synthetic_pixels
+
+    size = pkg.task("caption").image_size
+    fp32 = runtime.load(pkg.task("caption").graphs["vision"].path)
+    int8 = runtime.load(pkg8.task("caption").graphs["vision"].path)
+    frames = synthetic_pixels(pkg, size, COSINE_FRAMES, seed=7)
+    cosines = [cosine(fp32.run({"pixel_values": f[None]})["image_embeds"],
+                      int8.run({"pixel_values": f[None]})["image_embeds"]) for f in frames]
+    feeds = {"pixel_values": frames[:1]}
+    result: Dict[str, Any] = measure({"fp32": lambda: fp32.run(feeds), "int8": lambda: int8.run(feeds)}, reps)
+    result["cosines"] = cosines
+    result["precision"] = pkg8.task("caption").graphs["vision"].precision
+    result["ceiling"] = vision_ceiling.matmul_ceiling(threads or os.cpu_count())
+    flops = vision_ceiling.graph_flops(pkg.task("caption").graphs["vision"].path, feeds)
+    result["ceiling"].update(vision_ceiling.vision_fraction(flops, result["fp32"], result["ceiling"]["ceiling_gflops"]))
+    result["fp32_profile_ms"] = vision_ceiling.op_profile(fp32.path, feeds, threads or None)
+    return result
+
+
+def make_int8(work: Path, pkg_dir: Path, threads: int) -> Tuple[Path, Optional[float], List[str]]:
+    """`blipd quantize`'s library call on the fp32 package (reused when `work` already has it)."""
+    from blip.export.quantize import quantize_package
+
+    out = work / "package-int8"
+    if (out / "manifest.yaml").is_file():
+        return out, None, []
+    start = time.monotonic()
+    result = quantize_package(pkg_dir, out, calibration=None, threads=threads or None, command="bench/blip_tasks.py")
+    return out, time.monotonic() - start, result.table()
+
+
 def machine() -> Dict[str, Any]:
     """Cores, CPU model and the package versions the figures depend on."""
     import onnxruntime
@@ -263,7 +318,14 @@ def machine() -> Dict[str, Any]:
         "transformers": str(transformers.__version__),
         "onnxruntime": str(onnxruntime.__version__),
         "numpy": str(np.__version__),
+        "cpu_flags": cpu_flags(),
     }
+
+
+def cpu_flags() -> List[str]:
+    from blip.export.quantize import cpu_flags as flags
+
+    return flags()
 
 
 def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
@@ -278,6 +340,16 @@ def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
     }
     if "vision" in results:
         figures["vision_sdpa_over_eager"] = med(results["vision"]["sdpa"]) / med(results["vision"]["eager"])
+    int8 = results["int8_vision"]
+    figures.update({
+        "int8_vision_speedup_vs_fp32": med(int8["fp32"]) / med(int8["int8"]),
+        "int8_caption_speedup_vs_transformers": med(cap["transformers"]) / med(cap["ours_int8"]),
+        "int8_caption_speedup_vs_fp32": med(cap["ours"]) / med(cap["ours_int8"]),
+        "int8_itm10_speedup_vs_fp32": med(match["ours_10"]) / med(match["ours_int8_10"]),
+        "int8_embedding_cosine": float(np.mean(int8["cosines"])),
+        "int8_caption_tokens_identical": bool(cap["int8_tokens_identical"]),
+        "vision_fraction_of_ceiling": int8["ceiling"]["vision_fraction_of_ceiling"],
+    })
     return figures
 
 
@@ -295,6 +367,10 @@ def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[st
         ("match, transformers looped over 10 prompts", results["match"]["naive_10"]),
         ("answer, transformers generate (%d tokens)" % ANSWER_TOKENS, results["answer"]["transformers"]),
         ("answer, ours", results["answer"]["ours"]),
+        ("caption, ours int8", results["caption"]["ours_int8"]),
+        ("match, ours int8, 10 prompts", results["match"]["ours_int8_10"]),
+        ("vision fp32 (caption graph)", results["int8_vision"]["fp32"]),
+        ("vision int8 (%s)" % results["int8_vision"]["precision"], results["int8_vision"]["int8"]),
     ]
     if "vision" in results:
         rows += [("vision ONNX, HF attention", results["vision"]["eager"]),
@@ -302,9 +378,25 @@ def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[st
     for label, times in rows:
         s = summary(times)
         print("%-44s %10.0f %10.0f %10.0f" % (label, s["median_ms"], s["min_ms"], s["max_ms"]))
+    ceiling = results["int8_vision"]["ceiling"]
+    print("cpu flags: %s (VNNI: %s)" % (" ".join(info["cpu_flags"]) or "none",
+                                        "yes" if any("vnni" in f for f in info["cpu_flags"]) else "no"))
+    print("matmul ceiling %d^3 fp32: onnxruntime %.0f GFLOP/s, numpy %.0f GFLOP/s; fp32 vision %.1f GFLOP "
+          "at %.0f GFLOP/s" % (vision_ceiling_n(), ceiling["onnxruntime_gflops"], ceiling["numpy_gflops"],
+                               ceiling["vision_gflop"], ceiling["vision_gflops"]))
+    print("fp32 vision time by op (ms/run): " + ", ".join(
+        "%s %.1f" % kv for kv in list(results["int8_vision"]["fp32_profile_ms"].items())[:8]))
+    for line in results.get("int8_table") or []:
+        print("quantize: " + line)
     for key, value in figures.items():
-        shown = str(value) if isinstance(value, bool) else "%.2f" % value
-        print("%-34s %s%s" % (key, shown, target_note(key, value)))
+        shown = str(value) if isinstance(value, bool) else "%.3f" % value
+        print("%-38s %s%s" % (key, shown, target_note(key, value)))
+
+
+def vision_ceiling_n() -> int:
+    import vision_ceiling
+
+    return vision_ceiling.CEILING_N
 
 
 def target_note(key: str, value: Any) -> str:
@@ -313,7 +405,7 @@ def target_note(key: str, value: Any) -> str:
         return ""
     op, bound = TARGETS[key]
     met = value >= bound if op == ">=" else value <= bound
-    return "  (target %s %.1f: %s)" % (op, bound, "ok" if met else "MISSED")
+    return "  (target %s %.2f: %s)" % (op, bound, "ok" if met else "MISSED")
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -346,12 +438,15 @@ def run_all(work: Path, reps: int, quick: bool, threads: int) -> Dict[str, Any]:
         export_package(work / "package", name="blip-base-random", command="bench/blip_tasks.py", **folders)
         export_s = time.monotonic() - start
     pkg = ModelPackage.load(str(work / "package"))
+    int8_dir, quantize_s, table = make_int8(work, work / "package", threads)
+    pkg8 = ModelPackage.load(str(int8_dir))
     runtime = create_runtime("onnxruntime", device=None, threads=threads or None)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    results: Dict[str, Any] = {"export_s": export_s}
-    results["caption"] = bench_caption(pkg, runtime, folders["caption"], frame, reps)
-    results["match"] = bench_match(pkg, runtime, folders["match"], frame, reps)
+    results: Dict[str, Any] = {"export_s": export_s, "quantize_s": quantize_s, "int8_table": table}
+    results["caption"] = bench_caption(pkg, pkg8, runtime, folders["caption"], frame, reps)
+    results["match"] = bench_match(pkg, pkg8, runtime, folders["match"], frame, reps)
     results["answer"] = bench_answer(pkg, runtime, folders["answer"], frame, reps)
+    results["int8_vision"] = bench_int8_vision(pkg, pkg8, runtime, reps, threads)
     if not quick:
         results["vision"] = bench_vision_attention(folders["caption"], work, reps, threads)
     return results
@@ -379,12 +474,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     figures = ratios(results)
     print_report(info, results, figures, reps)
     timings = {
-        task: {k: summary(v) for k, v in body.items() if isinstance(v, list)}
+        task: {k: summary(v) for k, v in body.items() if isinstance(v, list) and k != "cosines"}
         for task, body in results.items() if isinstance(body, dict)
     }
     doc = dict(figures, targets={k: "%s %s" % t for k, t in TARGETS.items()}, reps=reps, machine=info,
                timings=timings, export_s=results["export_s"],
                match_max_score_diff=results["match"]["max_score_diff"],
+               int8_match_max_score_diff=results["match"]["int8_max_score_diff"],
+               quantize_s=results["quantize_s"], quantize_table=results["int8_table"],
+               vision_ceiling=results["int8_vision"]["ceiling"],
+               vision_fp32_profile_ms=results["int8_vision"]["fp32_profile_ms"],
                caption_tokens=CAPTION_TOKENS, answer_tokens=ANSWER_TOKENS, load_average=list(os.getloadavg()))
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0

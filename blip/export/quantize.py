@@ -48,6 +48,7 @@ MIN_SPEEDUP = 1.05  # an int8 graph that is not faster than this is not worth it
 RECORD_EVERY = 3  # keep one recorded call in this many per graph (decoder steps repeat a lot)
 RECORD_MAX = 12  # recorded calls kept per graph
 TIMING_ROUNDS = 3
+TIMING_FEEDS = 4  # inputs per timed pass (the error figures use every held-out input)
 PROMPTS = ["a person standing at the gate", "a red car parked on the street", "a dog", "an empty road"]
 QUESTIONS = ["what color is the car?", "how many people are there?"]
 
@@ -145,7 +146,7 @@ def load_calibration(path: Optional[PathLike], package: ModelPackage) -> Calibra
         if not np.all(np.isfinite(frames)):
             raise ImageError("calibration %s: frames of %dx%d hold NaN or infinite values" % (path, size, size))
     count = min(len(f) for f in pixels.values())
-    return Calibration(pixels, {"kind": "file", "path": str(path.resolve()), "frames": count, "sha256": digest})
+    return Calibration(pixels, {"kind": "file", "path": str(path), "frames": count, "sha256": digest})
 
 
 def _read_npz(path: Path, sizes: Sequence[int]) -> Dict[int, np.ndarray]:
@@ -342,8 +343,9 @@ def passes(errors: Mapping[str, float]) -> bool:
 
 
 def time_graphs(graphs: Sequence[Graph], feeds: Sequence[Mapping[str, np.ndarray]]) -> List[float]:
-    """Median ms of one pass over `feeds` per graph; the graphs take turns so load hits them alike."""
-    run = lambda g: [g.run(f) for f in feeds]  # noqa: E731
+    """Median ms of one pass over (the first TIMING_FEEDS of) `feeds` per graph; the graphs take
+    turns so load from other processes hits them alike."""
+    run = lambda g: [g.run(f) for f in feeds[:TIMING_FEEDS]]  # noqa: E731
     for graph in graphs:
         run(graph)
     times: List[List[float]] = [[] for _ in graphs]
@@ -378,11 +380,13 @@ def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarr
         log.info("%s %s: %s int8 %.2fx fp32 (%.1f vs %.1f ms), %s", choice.file, choice.role, method, speed,
                  int8_ms, fp32_ms, ", ".join("%s %.4f" % kv for kv in errors.items()))
         if not passes(errors):
-            notes.append("%s error too large" % method)
+            notes.append("%s error too large (%.2fx)" % (method, speed))
         elif speed < MIN_SPEEDUP:
             notes.append("%s not faster (%.2fx)" % (method, speed))
-        elif best is None or speed > best[0]:
-            best = (speed, method, out, errors, fp32_ms, int8_ms)
+        else:
+            notes.append("%s %.2fx" % (method, speed))
+            if best is None or speed > best[0]:
+                best = (speed, method, out, errors, fp32_ms, int8_ms)
         if best is None or best[1] != method:
             choice.errors, choice.fp32_ms, choice.int8_ms, choice.method = errors, fp32_ms, int8_ms, method
     fp32.close()
@@ -391,7 +395,7 @@ def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarr
         return None
     _, choice.method, out, choice.errors, choice.fp32_ms, choice.int8_ms = best
     choice.precision = PRECISION_INT8
-    choice.reason = "fastest int8 within the error bars" + ("; " + "; ".join(notes) if notes else "")
+    choice.reason = "fastest int8 within the error bars: " + "; ".join(notes)
     return out
 
 
@@ -518,7 +522,7 @@ def _write_manifest(staging: Path, doc: Mapping[str, Any], choices: Sequence[Gra
             entry["quantization"] = choice.manifest_entry()
     source = dict(out.get("source") or {})
     source["quantized"] = {
-        "from": str(Path(src).resolve()),
+        "from": str(src),
         "from_manifest_sha256": manifest.sha256_of(Path(src) / "manifest.yaml"),
         "command": command or "blip.export.quantize",
         "calibration": dict(calib.provenance, held_out_every=HOLD_OUT_EVERY),

@@ -23,6 +23,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Quantize; one error line and exit 2 on bad input (package, calibration), 1 on a failure."""
     from blip.errors import BlipError, ImageError, PackageError
+
+    try:
+        import onnx  # noqa: F401  (onnxruntime's quantizer edits graphs with it)
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        sys.stderr.write("blipd: quantize needs onnxruntime and onnx (pip install 'onnx>=1.14'): %s\n" % exc)
+        return EXIT_FAIL
     from blip.export.quantize import parse_parts, quantize_package
 
     _quiet_quantizer()

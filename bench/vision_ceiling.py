@@ -1,0 +1,124 @@
+"""How close an ONNX vision encoder runs to the machine's own fp32 ceiling.
+
+FLOPs are counted from the graph (its GEMM shapes read from one run): 2*M*K*N for
+every MatMul and Gemm, the multiply-adds of every Conv; elementwise work is left out, so the
+figure is the work a perfect GEMM kernel would do. The ceiling is a large fp32 MatMul (2048^3) run
+by ONNX Runtime (MLAS) with the same thread count, and by numpy's BLAS; the higher of the two is
+the practical ceiling. `op_profile` says where the time goes (ONNX Runtime's profiler, by op type).
+"""
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+CEILING_N = 2048
+
+
+def graph_flops(path: str, feeds: Mapping[str, np.ndarray]) -> float:
+    """Multiply-add FLOPs of the MatMul, Gemm and Conv nodes in one run on `feeds`.
+
+    The shapes are read from a run of the graph itself (unoptimised, every GEMM's input and output
+    exposed), which needs no shape inference through the graph's Reshape arithmetic."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(path)
+    weights = {init.name: list(init.dims) for init in model.graph.initializer}
+    gemms = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    wanted = sorted({t for n in gemms for t in (n.input[0], n.input[1], n.output[0])} - set(weights)
+                    - {o.name for o in model.graph.output})
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in wanted)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    shapes = {name: list(v.shape) for name, v in zip(names, session.run(None, dict(feeds)))}
+    shapes.update(weights)
+    total = 0.0
+    for node in gemms:
+        out = shapes[node.output[0]]
+        if node.op_type == "Conv":
+            total += 2.0 * float(np.prod(out)) * float(np.prod(shapes[node.input[1]][1:]))
+            continue
+        a = shapes[node.input[0]]
+        trans_a = any(att.name == "transA" and att.i for att in node.attribute)
+        total += 2.0 * float(np.prod(out)) * (a[-2] if trans_a else a[-1])
+    return total
+
+
+def _ort_matmul(n: int, threads: Optional[int]) -> Any:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "ceiling",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as blipd's sessions
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def matmul_ceiling(threads: Optional[int], reps: int = 5, n: int = CEILING_N) -> Dict[str, float]:
+    """GFLOP/s (best of `reps`) of an n^3 fp32 MatMul in ONNX Runtime and in numpy; `ceiling` is the higher."""
+    flops = 2.0 * n ** 3
+    session = _ort_matmul(n, threads)
+    x = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    feeds = {"x": x}
+    session.run(None, feeds)
+    ort_times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        ort_times.append(time.perf_counter() - start)
+    x @ x
+    np_times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        x @ x
+        np_times.append(time.perf_counter() - start)
+    ort_gflops, np_gflops = flops / min(ort_times) / 1e9, flops / min(np_times) / 1e9
+    return {"onnxruntime_gflops": ort_gflops, "numpy_gflops": np_gflops, "ceiling_gflops": max(ort_gflops, np_gflops)}
+
+
+def op_profile(path: str, feeds: Mapping[str, np.ndarray], threads: Optional[int], runs: int = 3) -> Dict[str, float]:
+    """ms per run by op type, from ONNX Runtime's profiler (blipd's session options), largest first."""
+    from blip.runtime.onnxruntime import OrtRuntime
+
+    import onnxruntime as ort
+
+    options = OrtRuntime(device=None, threads=threads).session_options()
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "blip-vision-profile")
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session.run(None, dict(feeds))
+    for _ in range(runs):
+        session.run(None, dict(feeds))
+    profile = session.end_profiling()
+    try:
+        with open(profile, encoding="utf-8") as handle:
+            events = json.load(handle)
+    finally:
+        os.unlink(profile)
+    by_op: Dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"].get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1000.0 / (runs + 1)
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+def vision_fraction(flops: float, times_s: Sequence[float], ceiling_gflops: float) -> Dict[str, float]:
+    """Achieved GFLOP/s (median time) and its fraction of the ceiling."""
+    achieved = flops / statistics.median(times_s) / 1e9
+    return {"vision_gflop": flops / 1e9, "vision_gflops": achieved, "vision_fraction_of_ceiling": achieved / ceiling_gflops}
