@@ -10,10 +10,12 @@ import yaml
 from daemon.publish.curve import write_keypair
 from tests.console.proc import ConsoleProcess, free_port, run_console
 from tests.daemon_proc import REPO, DaemonProcess, free_tcp_endpoint
+from tests.rtsp import RtspServer, closed_port
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token-0123456789abcdef"
+CAMERA_PASSWORD = "pa55-camera-word"
 
 
 def secret_file(path: Path, text: str) -> Path:
@@ -60,7 +62,7 @@ def test_token_auth_guards_every_path_when_exposed(tmp_path):
         assert TOKEN not in console.log()
 
 
-def test_a_curve_protected_bus_is_recorded_with_client_keys_behind_basic_auth(tmp_path):
+def test_a_curve_bus_over_real_rtsp_is_recorded_with_client_keys_redacted_behind_basic_auth(tmp_path):
     keys, clients = tmp_path / "keys", tmp_path / "clients"
     _, server_secret = write_keypair(str(keys), "server")
     client_public, client_secret = write_keypair(str(keys), "console")
@@ -68,11 +70,17 @@ def test_a_curve_protected_bus_is_recorded_with_client_keys_behind_basic_auth(tm
     (clients / "console.key").write_bytes(Path(client_public).read_bytes())
     endpoint = free_tcp_endpoint()
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    stream = dict(demo["streams"][0], url=str(REPO / "samples" / "demo.mp4"), questions=[])
-    daemon_config = dict(demo, streams=[stream], model={"package": str(REPO / "models" / "demo")},
+    rtsp = RtspServer({"demo": "file:%s" % (REPO / "samples" / "demo.mp4")})
+    stream = dict(demo["streams"][0], url="", questions=[])
+    stream.pop("loop", None)  # files only
+    # a camera that never answers, with a password in its URL: its state changes must reach the
+    # console with the password redacted
+    dead = {"name": "dead", "url": "rtsp://viewer:%s@127.0.0.1:%d/x" % (CAMERA_PASSWORD, closed_port()),
+            "caption": {"enabled": True, "every_s": 5}}
+    daemon_config = dict(demo, streams=[stream, dead], model={"package": str(REPO / "models" / "demo")},
                          publish={"bind": endpoint, "stats_every_s": 1,
                                   "curve": {"secret_key_file": server_secret, "clients_dir": str(clients)}})
-    (tmp_path / "blipd.yaml").write_text(yaml.safe_dump(daemon_config))
+    daemon_config["defaults"] = dict(demo["defaults"], open_timeout_s=2, read_timeout_s=5)
     users = secret_file(tmp_path / "users", "# user:password\noperator:correct-horse\n")
     port = free_port()
     console_yaml = tmp_path / "console.yaml"
@@ -82,11 +90,21 @@ def test_a_curve_protected_bus_is_recorded_with_client_keys_behind_basic_auth(tm
         "listen": "127.0.0.1:%d" % port, "data_dir": str(tmp_path / "data"), "auth": {"users_file": str(users)}}))
     good = {"Authorization": "Basic " + base64.b64encode(b"operator:correct-horse").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"operator:wrong").decode()}
-    with DaemonProcess(tmp_path / "blipd.yaml"), ConsoleProcess(["-c", str(console_yaml)], port) as console:
-        status, headers, _ = console.get("/api/streams", bad)
-        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
-        console.wait_json("/api/status", lambda a: a["recorded"] > 0, 60, "events over CURVE", good)
-        assert console.json("/api/streams", good)["streams"][0]["stream"] == "demo"
+    with rtsp, ConsoleProcess(["-c", str(console_yaml)], port) as console:
+        stream["url"] = rtsp.url("demo")
+        (tmp_path / "blipd.yaml").write_text(yaml.safe_dump(daemon_config))
+        with DaemonProcess(tmp_path / "blipd.yaml"):
+            status, headers, _ = console.get("/api/streams", bad)
+            assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+            answer = console.wait_json(
+                "/api/streams", lambda a: {s["stream"] for s in a["streams"] if s["caption"] or s["state"]} >= {"demo", "dead"},
+                60, "the RTSP stream's caption and the dead camera's state, over CURVE", good)
+        dead_state = next(s["state"] for s in answer["streams"] if s["stream"] == "dead")
+        assert dead_state["state"] != "online"
+        every = console.get("/api/events?limit=500", good)[2] + console.get("/api/streams", good)[2]
+        assert CAMERA_PASSWORD.encode() not in every
+        raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("console.db*"))
+        assert CAMERA_PASSWORD.encode() not in raw
         assert "correct-horse" not in console.log()
 
 
