@@ -103,3 +103,30 @@ def make_text_file(path: PathLike) -> Path:
     path = Path(path)
     path.write_text("this is not a video\n" * 100)
     return path
+
+
+def make_concatenated(path: PathLike, seconds: float, parts: int = 2, fps: int = 25,
+                      size: Tuple[int, int] = (160, 120)) -> Path:
+    """`parts` MPEG-TS recordings of `seconds` each, joined byte for byte (`cat a.ts b.ts`): the
+    timestamps start over at every join, as in concatenated camera recordings."""
+    path = Path(path)
+    chunks = []
+    for index in range(parts):
+        part = path.with_name("%s.part%d.ts" % (path.stem, index))
+        src = "testsrc=size=%dx%d:rate=%d:duration=%s" % (size[0], size[1], fps, seconds)
+        _run_ffmpeg(["-f", "lavfi", "-i", src] + _encoder_args("libx264", fps) + ["-an", "-f", "mpegts", str(part)])
+        chunks.append(part.read_bytes())
+        part.unlink()
+    path.write_bytes(b"".join(chunks))
+    return path
+
+
+def make_corrupted(source: PathLike, path: PathLike, start: float = 0.5, length: float = 0.125, seed: int = 3) -> Path:
+    """`source` with `length` of its bytes, from `start` (fractions of its size), overwritten with
+    random bytes: a damaged region mid-file whose index (moov) stays intact."""
+    data = bytearray(Path(source).read_bytes())
+    first, count = int(len(data) * start), int(len(data) * length)
+    data[first:first + count] = random.Random(seed).getrandbits(8 * count).to_bytes(count, "little")
+    path = Path(path)
+    path.write_bytes(bytes(data))
+    return path

@@ -169,3 +169,49 @@ def test_concurrent_readers_and_workers_account_for_every_frame() -> None:
         handed = sum(1 for f in taken if f.stream == name)
         assert handed + dropped["replaced"] + dropped["too_old"] + dropped["shutdown"] == 300
     assert taken  # the workers did get frames
+
+
+def _waiting_put(sched: Scheduler, f: Frame) -> threading.Thread:
+    thread = threading.Thread(target=sched.put, args=(f,), kwargs={"wait": True}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_waiting_put_waits_for_room_and_never_replaces() -> None:
+    """realtime: false files: the reader waits for the worker instead of dropping frames."""
+    sched, counters, _ = make()
+    sched.add_stream("file", slot_size=1, max_frame_age_s=float("inf"))
+    sched.put(frame("file", 0), wait=True)
+    blocked = _waiting_put(sched, frame("file", 1))
+    blocked.join(0.2)
+    assert blocked.is_alive(), "the slot is full: the reader waits"
+    got = sched.get(timeout=1)
+    assert got is not None and got.index == 0
+    blocked.join(5)
+    assert not blocked.is_alive()
+    got = sched.get(timeout=1)
+    assert got is not None and got.index == 1
+    assert sum(counters.dropped("file").values()) == 0
+
+
+def test_release_lets_a_waiting_reader_go_and_counts_its_frame() -> None:
+    sched, counters, _ = make()
+    sched.add_stream("file", slot_size=1, max_frame_age_s=float("inf"))
+    sched.put(frame("file", 0), wait=True)
+    blocked = _waiting_put(sched, frame("file", 1))
+    sched.release("file")
+    blocked.join(5)
+    assert not blocked.is_alive()
+    assert counters.dropped("file")["shutdown"] == 1
+    sched.remove_stream("file")
+    assert counters.dropped("file")["shutdown"] == 2
+
+
+def test_an_infinite_max_age_never_drops_too_old() -> None:
+    clock = Clock()
+    sched, counters, _ = make(clock)
+    sched.add_stream("file", max_frame_age_s=float("inf"))
+    sched.put(frame("file", 0, mono=100.0))
+    clock.now = 1e9
+    got = sched.get(timeout=0)
+    assert got is not None and counters.dropped("file")["too_old"] == 0

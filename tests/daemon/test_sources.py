@@ -198,3 +198,63 @@ def test_rtsp_file_mount_plays_the_clip_once(rtsp_factory, clips: Dict[str, Path
         assert type(source.end_reason()) is SourceError  # a live stream that stops is lost, not ended
     finally:
         source.close()
+
+
+@pytest.fixture(scope="module")
+def odd_media(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """concatenated: two 3 s recordings joined (timestamps start over); corrupt: a 20 s clip with
+    an eighth of its bytes overwritten mid-file (ffprobe still reads most frames)."""
+    root = tmp_path_factory.mktemp("odd")
+    whole = media.make_clip(root / "whole.mp4", 20, fps=25, size=(160, 120))
+    return {
+        "concatenated": media.make_concatenated(root / "joined.ts", 3, parts=2),
+        "corrupt": media.make_corrupted(whole, root / "corrupt.mp4"),
+    }
+
+
+def test_sources_report_timestamps_that_go_back_as_they_are(odd_media: Dict[str, Path],
+                                                             decoder: Callable[[SourceSpec], Source]) -> None:
+    """Defect: the sources held pts at their maximum, so the second recording was never sampled."""
+    source = decoder(file_spec(odd_media["concatenated"]))
+    source.open()
+    try:
+        pts = read_all(source)
+    finally:
+        source.close()
+    assert len(pts) == 150
+    backs = [i for i, (a, b) in enumerate(zip(pts, pts[1:])) if b < a - 1.0]
+    assert len(backs) == 1 and 74 <= backs[0] <= 76, backs
+    assert pts[-1] == pytest.approx(2.96, abs=0.05)
+
+
+def test_a_damaged_region_is_skipped_and_counted(odd_media: Dict[str, Path], decoder: Callable[[SourceSpec], Source],
+                                                 capfd: pytest.CaptureFixture) -> None:
+    """Defect: both decoders stopped at the damage; now they go on to the end, count what they
+    skipped and say how many frames were lost; FFmpeg prints nothing of its own."""
+    source = decoder(file_spec(odd_media["corrupt"]))
+    source.open()
+    try:
+        pts = read_all(source)
+        reason = source.end_reason()
+    finally:
+        source.close()
+    assert pts[-1] > 19.0, "read to the end of the file"
+    assert 300 < len(pts) < 500
+    assert source.skipped > 0
+    assert isinstance(reason, SourceEnded)
+    assert "undecodable packet(s) skipped, %d frame(s) lost" % (500 - len(pts)) in str(reason), reason
+    err = capfd.readouterr().err
+    assert "[h264 @" not in err and "NAL unit" not in err, err[-500:]
+
+
+def test_failed_opens_write_nothing_but_our_error(tmp_path: Path, decoder: Callable[[SourceSpec], Source],
+                                                   capfd: pytest.CaptureFixture) -> None:
+    """OpenCV's and FFmpeg's own stderr lines around the daemon's log format are silenced."""
+    bad = media.make_random_bytes(tmp_path / "random.mp4")
+    for spec in (file_spec(bad), SourceSpec(name="cam", url="http://127.0.0.1:%d/x" % closed_port(),
+                                            open_timeout_s=2, read_timeout_s=2)):
+        source = decoder(spec)
+        with pytest.raises(SourceError):
+            source.open()
+        source.close()
+    assert capfd.readouterr().err == ""

@@ -1,8 +1,10 @@
 """Stream supervisor: states, reconnect with backoff, stall watchdog, files ending/looping/failing,
 isolation between streams. Real files and a real RTSP server; short timeouts keep it quick."""
+import functools
 import importlib.util
 import logging
 import random
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from daemon.counters import StreamCounters
 from daemon.pipeline.frames import Frame
 from daemon.pipeline.sampler import Sampler
 from daemon.pipeline.sources.base import Source, SourceEnded, SourceError, SourceSpec
+from daemon.pipeline.sources.probe import probe
 from daemon.pipeline.sources.supervisor import SourceState, StreamStatus, StreamSupervisor, SupervisorPolicy
 from tests.rtsp import RtspServer, closed_port
 
@@ -308,3 +311,111 @@ def test_a_dead_camera_does_not_delay_a_live_one(rtsp_server: RtspServer, starte
         live_rec.wait(lambda: len(live_rec.frames) > mark, what="live frames after %d retries" % attempts)
     assert S.ONLINE not in [s.state for s in dead_rec.states]
     assert live_rec.names() == ["starting", "online"]
+
+
+# -- a camera that accepts TCP but never answers ------------------------------------------------
+
+SILENT_OPEN_TIMEOUT_S = 20.0
+
+
+@pytest.fixture
+def silent_camera() -> Iterator[str]:
+    """A TCP port whose kernel completes every handshake while nobody ever answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield "rtsp://viewer:pw@127.0.0.1:%d/stream1" % listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_the_probe_tells_a_silent_camera_from_a_talking_one(silent_camera: str, rtsp_server: RtspServer) -> None:
+    probe(rtsp_server.url("live"), 2.0)
+    with pytest.raises(SourceError, match="no answer within 0.3 s"):
+        probe(silent_camera, 0.3)
+    with pytest.raises(SourceError, match="refused"):
+        probe("rtsp://127.0.0.1:%d/x" % closed_port(), 0.3)
+
+
+def test_a_silent_camera_does_not_hold_another_streams_open(silent_camera: str, rtsp_server: RtspServer,
+                                                           started: List[StreamSupervisor]) -> None:
+    """Defect: OpenCV serialises opens, so a camera that accepts TCP and never answers held every
+    other stream's (re)open for its whole open timeout. Now it fails the probe within 2 s and the
+    other stream opens meanwhile; the silent one keeps retrying (and never leaks its password)."""
+    silent, silent_rec, _ = supervise(live_spec(silent_camera, name="silent", timeout_s=SILENT_OPEN_TIMEOUT_S),
+                                      SupervisorPolicy(backoff_initial_s=0.05, backoff_max_s=0.1))
+    live, live_rec, _ = supervise(live_spec(rtsp_server.url("live"), name="live", timeout_s=5.0))
+    started.extend([silent, live])
+    silent.start()
+    began = time.monotonic()
+    live.start()
+    live_rec.wait(lambda: live_rec.count(S.ONLINE) == 1, timeout=SILENT_OPEN_TIMEOUT_S + 10, what="live online")
+    waited = time.monotonic() - began
+    silent_rec.wait(lambda: silent_rec.count(S.RECONNECTING) >= 2, what="silent retries")
+    print("live stream online %.2f s after it started beside a silent camera" % waited)
+    assert waited < SILENT_OPEN_TIMEOUT_S / 2, "the live stream waited behind the silent camera's open"
+    reasons = [s.reason for s in silent_rec.states if s.state is S.RECONNECTING]
+    assert all("no answer within 2.0 s" in r and "pw" not in r for r in reasons), reasons
+
+
+# -- odd files and realtime: false ---------------------------------------------------------------
+
+
+def test_timestamps_that_start_over_begin_a_new_segment(tmp_path: Path, started: List[StreamSupervisor]) -> None:
+    """Defect: a file of two joined recordings was sampled in its first half only (the second
+    counted not_sampled) and reported as a normal end."""
+    from tests import media
+
+    joined = media.make_concatenated(tmp_path / "joined.ts", 3, parts=2)
+    sup, rec, counters = supervise(file_spec(joined), every_s=1.0)
+    started.append(sup)
+    sup.start()
+    rec.wait(lambda: rec.count(S.ENDED) == 1, what="ended")
+    assert [round(f.pts_s, 2) for f in rec.frames] == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+    snap = counters.snapshot()
+    assert snap["pts_discontinuities"] == 1 and snap["sampled"] == 6
+    media_s = [f.media_s for f in rec.frames]
+    assert media_s == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], abs=0.05), "media time goes on"
+
+
+def test_a_damaged_file_is_read_past_the_damage(tmp_path: Path, started: List[StreamSupervisor]) -> None:
+    """Defect: a corrupt region ended the file there; now the rest is read, the skipped packets are
+    counted and the `ended` reason says how many frames were lost."""
+    from tests import media
+
+    whole = media.make_clip(tmp_path / "whole.mp4", 20, fps=25, size=(160, 120))
+    sup, rec, counters = supervise(file_spec(media.make_corrupted(whole, tmp_path / "corrupt.mp4")), every_s=1.0)
+    started.append(sup)
+    sup.start()
+    rec.wait(lambda: rec.count(S.ENDED) == 1, what="ended")
+    assert rec.frames[-1].pts_s >= 18.0
+    assert counters.get("undecodable") > 0
+    assert "frame(s) lost" in rec.states[-1].reason
+
+
+def test_realtime_false_hands_on_every_sample_point_to_a_slow_consumer(clips: Dict[str, Path],
+                                                                      started: List[StreamSupervisor]) -> None:
+    """The reader waits for room (Scheduler.put(wait=True)) instead of replacing frames: every
+    sample point on the pts grid reaches the worker, with media time on it."""
+    from daemon.pipeline.scheduler import Scheduler
+
+    counters = StreamCounters("clip")
+    scheduler = Scheduler(lambda name: counters)
+    scheduler.add_stream("clip", slot_size=1, max_frame_age_s=float("inf"))
+    rec = Recorder()
+    spec = file_spec(clips["moving"])
+    sup = StreamSupervisor(spec, Sampler(0.2), functools.partial(scheduler.put, wait=True), counters, rec.on_state,
+                           FAST)
+    started.append(sup)
+    sup.start()
+    taken: List[Frame] = []
+    while rec.count(S.ENDED) == 0 or scheduler.depth_of("clip"):
+        got = scheduler.get(timeout=0.5)
+        if got is not None:
+            taken.append(got)
+            time.sleep(0.02)  # a slow worker
+    assert [f.pts_s for f in taken] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8])
+    assert [f.media_s for f in taken] == [f.pts_s for f in taken]
+    snap = counters.snapshot()
+    assert sum(snap["dropped"].values()) == snap["dropped"]["not_sampled"] == 40  # type: ignore[union-attr]

@@ -13,9 +13,10 @@ Facts this module is built around:
   limitation is that every stream of the process gets the same transport.
 - A VideoCapture must not be released while another thread grabs from it, so close() is only called
   by the stream's own thread.
-- FFmpeg's own log lines (h264 decoding errors, connection failures) would go to stderr around
-  the daemon's log format: OPENCV_FFMPEG_LOGLEVEL (read when cv2 loads) is defaulted to quiet here,
-  and every failure reaches the journal as one formatted line of ours instead.
+- FFmpeg's own log lines (h264 decoding errors, connection failures) and OpenCV's warnings would
+  go to stderr around the daemon's log format: OPENCV_FFMPEG_LOGLEVEL (read at the first FFmpeg
+  open) is defaulted to quiet and OpenCV's log level lowered to errors (unless an operator asked
+  for more through OPENCV_LOG_LEVEL), so every failure reaches the journal as one line of ours.
 - grab() stops at the first undecodable packet and a seek does not get it past one: a file that
   stops before the frame count its header announces is reopened past the damage (seeking one
   step at a time), so a corrupt region costs its own frames, not the rest of the file.
@@ -37,6 +38,10 @@ LOG_LEVEL_ENV = "OPENCV_FFMPEG_LOGLEVEL"
 os.environ.setdefault(LOG_LEVEL_ENV, "-8")  # AV_LOG_QUIET
 
 import cv2  # noqa: E402  (after the environment default above)
+
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    # OpenCV's own "[ WARN:0@0.19] global cap.cpp:212 open VIDEOIO(FFMPEG): ..." on every failed open
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
 """Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
@@ -60,6 +65,7 @@ class OpenCVSource(Source):
         self._is_file = False
         self._position = 0.0
         self._skipped = 0
+        self._has_pts = False
 
     def _params(self) -> List[int]:
         params = [
@@ -101,6 +107,7 @@ class OpenCVSource(Source):
         self._is_file = is_file
         self._position = 0.0
         self._skipped = 0
+        self._has_pts = False
 
     def _target(self) -> str:
         return file_path(self.spec.url) if is_file_url(self.spec.url) else self.spec.url
@@ -143,7 +150,10 @@ class OpenCVSource(Source):
     def _frame_pts(self) -> float:
         assert self._cap is not None
         msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-        if msec == msec and msec >= 0 and (msec > 0 or self._grabbed <= 2):
+        if msec == msec and msec > 0:
+            self._has_pts = True
+        # 0 is a real timestamp at the start or once the file showed real ones (recordings joined)
+        if msec == msec and msec >= 0 and (msec > 0 or self._grabbed <= 2 or self._has_pts):
             return msec / 1000.0
         if self._fps:
             return (self._grabbed - 1) / self._fps
