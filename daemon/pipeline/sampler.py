@@ -17,8 +17,11 @@ frame let through that is still on its way: younger than `pending_s` (the stream
 max_frame_age_s: older ones were inferred or dropped by then) and not `discarded` by a worker.
 A worker may also ask for a frame at a given task time (`force_at`: a caption or answer heartbeat
 falls due then): from that time on the gate lets frames through until the worker asks again.
-One Sampler per stream: its reader thread calls everything but `inferred` and `discarded`, which
-workers call.
+A file read with `realtime: false` asks `wait_settled()` before each gate decision, so the gate
+sees what the worker made of the previous frame (its reference, hold_open, force_at) whatever the
+machine's speed: the same file gives the same events.
+One Sampler per stream: its reader thread calls everything but `inferred`, `discarded`,
+`hold_open` and `force_at`, which workers call.
 """
 import collections
 import threading
@@ -54,6 +57,7 @@ class Sampler:
         self._last_t: Optional[float] = None
         self._now: float = 0.0
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._thumb: Optional[np.ndarray] = None
         self._thumb_t = 0.0
         # (key, thumbnail, stream time, monotonic time let through) of frames not yet reported inferred
@@ -71,6 +75,13 @@ class Sampler:
         with self._lock:
             self._thumb = None
             self._pending.clear()
+            self._settled.notify_all()
+
+    def wait_settled(self, timeout: float) -> bool:
+        """True once every frame the gate let through was reported inferred or discarded (at once
+        without a scene gate); False after `timeout` s."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._pending, timeout)
 
     def due(self, pts_s: float, now_mono: Optional[float] = None, is_live: bool = False) -> bool:
         """True for one frame every `every_s` of stream time (files) or wall time (live)."""
@@ -136,13 +147,15 @@ class Sampler:
                 pending_key, thumb, t, _ = self._pending.popleft()
                 if pending_key == key:
                     self._thumb, self._thumb_t = thumb, t
-                    return
+                    break
+            self._settled.notify_all()
 
     def discarded(self, key: Hashable) -> None:
         """A worker let the frame `key` go uninferred (nothing due, inference failed): it must not
         keep similar frames out."""
         with self._lock:
             self._pending = collections.deque((p for p in self._pending if p[0] != key), maxlen=PENDING)
+            self._settled.notify_all()
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

@@ -184,11 +184,12 @@ class Worker:
         sampler = state.sampler
         if sampler is None:
             return
+        sampler.force_at(self._emit.next_heartbeat(state))  # type: ignore[attr-defined]
+        # last: a `realtime: false` reader waits for this before its next gate decision
         if inferred:
             sampler.inferred(frame.index)  # type: ignore[attr-defined]
         else:
             sampler.discarded(frame.index)  # type: ignore[attr-defined]
-        sampler.force_at(self._emit.next_heartbeat(state))  # type: ignore[attr-defined]
 
     def _infer_and_emit(self, state: StreamContext, frame: Frame, due: DueTasks) -> bool:
         """Infer, then publish what each task produced. False when every due task failed."""

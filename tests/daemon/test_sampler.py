@@ -156,3 +156,31 @@ def test_a_frame_like_the_one_still_on_its_way_is_unchanged() -> None:
     now[0] = 4.5
     sampler.due(4.5)
     assert not sampler.changed(dark, 4)
+
+
+def test_wait_settled_holds_until_the_worker_reported_every_frame_let_through() -> None:
+    """realtime: false: the gate decides after the worker is done with the previous frame."""
+    sampler = Sampler(0.0, scene_change=0.05, pending_s=float("inf"))
+    image = np.zeros((36, 64, 3), np.uint8)
+    assert sampler.wait_settled(0)
+    assert sampler.changed(image, 1)
+    assert not sampler.wait_settled(0)
+    sampler.discarded(1)
+    assert sampler.wait_settled(0)
+    assert sampler.changed(image, 2)
+    sampler.inferred(2)
+    assert sampler.wait_settled(0) and not sampler.changed(image, 3)
+
+
+def test_force_at_lets_frames_through_from_that_task_time_on() -> None:
+    sampler = Sampler(0.0, scene_change=0.05, max_skip_s=1000.0)
+    image = np.zeros((36, 64, 3), np.uint8)
+    sampler.due(0.0)
+    assert sampler.changed(image, 0, 0.0)
+    sampler.inferred(0)
+    sampler.force_at(10.0)
+    assert not sampler.changed(image, 1, 9.9)
+    assert sampler.changed(image, 2, 10.0)
+    sampler.force_at(None)
+    sampler.inferred(2)
+    assert not sampler.changed(image, 3, 20.0)

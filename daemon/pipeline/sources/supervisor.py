@@ -49,6 +49,9 @@ STALL_RATIO = 0.8
 LOOP_PAUSE_S = 0.01
 """Least pause between two plays of a looping file, so a one-frame file cannot spin."""
 
+SETTLE_POLL_S = 0.5
+"""A realtime: false reader waiting for the worker re-checks its stop flag this often."""
+
 REANCHOR_S = 1.0
 """A realtime file that fell this far behind its clock (slow decode) restarts its pacing clock."""
 
@@ -296,6 +299,10 @@ class StreamSupervisor:
             return
         self._counters.add("sampled")
         media_s = media if not (self.spec.is_live or self.spec.realtime) else None
+        if media_s is not None:  # the gate decides on what the worker made of the previous frame
+            while not self._sampler.wait_settled(SETTLE_POLL_S):
+                if self._stop.is_set():
+                    return
         if not self._sampler.changed(image, index, now if media_s is None else media_s):
             self._counters.drop("unchanged")
             return
