@@ -22,8 +22,10 @@ from daemon.ops.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-IDLE_LOOP_S = 0.01
-"""Network-loop wait when there is nothing to send: bounds the latency a queued event can wait."""
+IDLE_LOOP_S = 0.05
+"""Network-loop wait when there is nothing to send. offer() wakes the loop at once through paho's
+own wake-up socket pair (`_sockpairW`, present in 1.6 and 2.x); this bound only matters if a later
+paho drops it."""
 
 
 def _code(value: Any) -> int:
@@ -76,11 +78,24 @@ class MqttSink:
     # -- the bus side -----------------------------------------------------------------------------
     def offer(self, item: BusEvent) -> None:
         """Map and queue (never blocks); a full queue counts the event as overflow."""
-        if not self.queue.put(tuple(self.mapper.map(item))):
+        was_empty = len(self.queue) == 0
+        if self.queue.put(tuple(self.mapper.map(item))):
+            if was_empty:
+                self._wake()
+        else:
             allowed, skipped = self._limiter.allow("overflow")
             if allowed:
                 log.warning("mqtt queue full (%d events): events are being dropped, %d so far "
                             "(logged once a minute)", self.queue.size, self.queue.overflow)
+
+    def _wake(self) -> None:
+        """Make the sink thread's select() return now (paho reads and discards the byte)."""
+        pair = getattr(self._client, "_sockpairW", None)
+        if pair is not None:
+            try:
+                pair.send(b"0")
+            except OSError:  # the pair is being replaced (reconnect): the loop's timeout covers it
+                pass
 
     def load_expected(self) -> None:
         """Announce (and prune) Home Assistant entities from the daemon config, when one is given."""

@@ -57,8 +57,10 @@ def test_captions_and_matches_reach_their_topics(run: Dict[str, Any]) -> None:
     ended = next(m for m in matches if m["phase"] == "end")
     started = [m for m in matches if m["phase"] == "start" and m["prompt"] == ended["prompt"]]
     assert started and matches.index(started[0]) < matches.index(ended)
-    states = reader.on("blipd/demo/state/prompt/%s" % ended["prompt"])
-    assert b"ON" in states and b"OFF" in states[states.index(b"ON"):]
+    topic = "blipd/demo/state/prompt/%s" % ended["prompt"]  # the state follows its event: wait for it
+    states = reader.wait_for(lambda m: b"ON" in reader.on(topic) and b"OFF" in reader.on(topic)[
+        reader.on(topic).index(b"ON"):] and reader.on(topic), 20, "ON then OFF on " + topic)
+    assert states[0] == b"ON"
     assert reader.last("blipd/demo/availability") == b"online"
 
 
