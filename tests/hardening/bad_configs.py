@@ -1,5 +1,6 @@
 """Broken config files for `blipd check` and for SIGHUP reload, each with the line and key its error
-must name.
+must name: the one list of whole-file bad configs (tests/daemon/test_config.py keeps only small
+cases of YAML details that need no model package or media).
 
 Every case is the same good config (`good_config`) with one thing wrong. The line the error must
 point at carries the marker comment `# <-`, so the expected line is visible in the case itself.
@@ -81,6 +82,8 @@ class BadConfig:
     key: str
     build: Callable[[ConfigContext], Dict[str, str]]
     """Returns overrides of GOOD's placeholders."""
+    word: str = ""
+    """Text the error line must contain besides file, line and key."""
 
     def text(self, ctx: ConfigContext) -> str:
         return render(ctx, **self.build(ctx))
@@ -136,48 +139,72 @@ def _folder_as_video(ctx: ConfigContext) -> Dict[str, str]:
 
 CASES: List[BadConfig] = [
     BadConfig("duplicate_key", "defaults.sample_every_s",
-              lambda c: {"defaults_extra": "  sample_every_s: 1  %s\n" % MARKER}),
-    BadConfig("alias_bomb", "lol.a", lambda c: {"top_extra": ALIAS_BOMB}),
+              lambda c: {"defaults_extra": "  sample_every_s: 1  %s\n" % MARKER},
+              word="duplicate key (first defined at line"),
+    BadConfig("alias_bomb", "lol.a", lambda c: {"top_extra": ALIAS_BOMB},
+              word="anchors"),
     BadConfig("unknown_key", "defaults.sample_evry_s",
-              lambda c: {"defaults_extra": "  sample_evry_s: 1  %s\n" % MARKER}),
+              lambda c: {"defaults_extra": "  sample_evry_s: 1  %s\n" % MARKER},
+              word="did you mean 'sample_every_s'"),
     BadConfig("wrong_type", "defaults.slot_size",
-              lambda c: {"defaults_extra": "  slot_size: plenty  %s\n" % MARKER}),
+              lambda c: {"defaults_extra": "  slot_size: plenty  %s\n" % MARKER},
+              word="integer"),
     BadConfig("duplicate_stream_name", "streams[3].name",
-              lambda c: _stream(["  - name: file  " + MARKER, "    url: %s" % c.clip])),
+              lambda c: _stream(["  - name: file  " + MARKER, "    url: %s" % c.clip]),
+              word="duplicate stream name 'file'"),
     BadConfig("bad_stream_name", "streams[3].name",
-              lambda c: _stream(["  - name: Front Door!  " + MARKER, "    url: %s" % c.clip])),
+              lambda c: _stream(["  - name: Front Door!  " + MARKER, "    url: %s" % c.clip]),
+              word="a-z"),
     BadConfig("unsupported_scheme", "streams[3].url",
-              lambda c: _stream(["  - name: ftp", "    url: ftp://viewer:%s@cam.example/x  %s" % (SECRET, MARKER)])),
+              lambda c: _stream(["  - name: ftp", "    url: ftp://viewer:%s@cam.example/x  %s" % (SECRET, MARKER)]),
+              word="unsupported URL scheme 'ftp'"),
     BadConfig("missing_model_package", "model.package",
               lambda c: {"package": "%s  %s" % (c.folder / "no-such-package", MARKER)}),
     BadConfig("task_missing_in_package", "streams[3].questions",
               lambda c: dict(_stream(["  - name: ask", "    url: %s" % c.clip, "    questions:  " + MARKER,
                                       "      - {id: what, text: \"what is it?\"}"]),
-                             package=str(c.caption_only_package))),
+                             package=str(c.caption_only_package)),
+              word="no 'answer' task"),
     BadConfig("exit_above_enter", "streams[3].prompts[0].exit",
               lambda c: _stream(["  - name: gate", "    url: %s" % c.clip, "    prompts:",
-                                 "      - {id: p, text: a dog, enter: 0.5, exit: 0.8}  " + MARKER])),
+                                 "      - {id: p, text: a dog, enter: 0.5, exit: 0.8}  " + MARKER]),
+              word="below enter (0.5)"),
     BadConfig("negative_interval", "defaults.max_frame_age_s",
-              lambda c: {"defaults_extra": "  max_frame_age_s: -1  %s\n" % MARKER}),
+              lambda c: {"defaults_extra": "  max_frame_age_s: -1  %s\n" % MARKER},
+              word="greater than 0"),
     BadConfig("zero_interval", "streams[3].caption.every_s",
               lambda c: _stream(["  - name: zero", "    url: %s" % c.clip,
-                                 "    caption: {enabled: true, every_s: 0}  " + MARKER])),
+                                 "    caption: {enabled: true, every_s: 0}  " + MARKER]),
+              word="greater than 0"),
     BadConfig("backoff_max_below_initial", "streams[3].backoff_max_s",
               lambda c: _stream(["  - name: cam", "    url: rtsp://cam.example/s",
-                                 "    backoff_max_s: 0.01  " + MARKER])),
+                                 "    backoff_max_s: 0.01  " + MARKER]),
+              word="at least backoff_initial_s"),
     BadConfig("unreadable_secret_key", "publish.curve.secret_key_file", _unreadable_key),
     BadConfig("secret_key_readable_by_others", "publish.curve.secret_key_file", _shared_key),
     BadConfig("unset_variable", "streams[3].url",
               lambda c: _stream(["  - name: cam",
-                                 "    url: rtsp://viewer:${%s}@cam.example/s  %s" % (UNSET_VAR, MARKER)])),
+                                 "    url: rtsp://viewer:${%s}@cam.example/s  %s" % (UNSET_VAR, MARKER)]),
+              word="environment variable %s is not set" % UNSET_VAR),
     BadConfig("password_in_url_no_host", "streams[3].url",
-              lambda c: _stream(["  - name: cam", "    url: rtsps://admin:%s@/stream1  %s" % (SECRET, MARKER)])),
+              lambda c: _stream(["  - name: cam", "    url: rtsps://admin:%s@/stream1  %s" % (SECRET, MARKER)]),
+              word="no host"),
     BadConfig("password_in_url_loop", "streams[3].loop",
               lambda c: _stream(["  - name: cam", "    url: rtsp://admin:%s@cam.example/s" % SECRET,
-                                 "    loop: true  " + MARKER])),
-    BadConfig("folder_as_video", "streams[3].url", _folder_as_video),
+                                 "    loop: true  " + MARKER]),
+              word="files only"),
+    BadConfig("folder_as_video", "streams[3].url", _folder_as_video,
+              word="is a folder"),
+    BadConfig("port_not_a_number", "streams[3].url",
+              lambda c: _stream(["  - name: cam", "    url: rtsp://admin:%s@cam.example:85x4/s  %s" % (SECRET, MARKER)]),
+              word="port must be a number from 1 to 65535"),
+    BadConfig("text_not_utf8", "streams[3].prompts[0].text",
+              lambda c: _stream(["  - name: odd", "    url: %s" % c.clip, "    prompts:",
+                                 "      - {id: p, text: \"a \\ud800 dog\"}  " + MARKER]),
+              word="cannot be encoded as UTF-8"),
     BadConfig("missing_video_file", "streams[3].url",
-              lambda c: _stream(["  - name: gone", "    url: %s  %s" % (c.folder / "gone.mp4", MARKER)])),
+              lambda c: _stream(["  - name: gone", "    url: %s  %s" % (c.folder / "gone.mp4", MARKER)]),
+              word="file not found"),
 ]
 
 
