@@ -1,5 +1,6 @@
 """The daemon as a real subprocess: real RTSP cameras, a file, a real ZeroMQ subscriber, sd_notify
 over a real unix datagram socket, SIGHUP and SIGTERM."""
+import shutil
 import signal
 import socket
 import time
@@ -85,7 +86,8 @@ def test_two_cameras_and_a_file(tiny_package, clip, rtsp_factory, write_config, 
 
 def test_reload_applies_valid_config_and_keeps_old_on_error(tiny_package, clip, write_config) -> None:
     """SIGHUP with a new stream starts it and leaves the running one untouched; SIGHUP with a
-    broken file is logged and changes nothing; SIGTERM then exits 0."""
+    broken file is logged and changes nothing; a stream that failed on a broken video file is
+    restarted by the SIGHUP after the file was fixed in place; SIGTERM then exits 0."""
     endpoint = free_tcp_endpoint()
     first = base_config(tiny_package, endpoint, [stream_entry("a", str(clip), loop=True)])
     config = write_config(first)
@@ -106,6 +108,18 @@ def test_reload_applies_valid_config_and_keeps_old_on_error(tiny_package, clip, 
         events.wait_for(
             lambda evs: {e["stream"] for e in evs[before:] if e["type"] == "caption"} >= {"a", "b"}, timeout=60
         )
+        # A stream whose file is broken fails; fixed in place, the next SIGHUP restarts it.
+        broken = config.parent / "later.mp4"
+        broken.write_bytes(b"")
+        fixable = stream_entry("c", str(broken), realtime=False, backoff_initial_s=0.1, backoff_max_s=0.2)
+        third = dict(second, streams=second["streams"] + [fixable])
+        write_config(third)
+        daemon.signal(signal.SIGHUP)
+        events.wait_for(lambda evs: any(e["stream"] == "c" and e.get("state") == "failed" for e in evs), timeout=60)
+        shutil.copyfile(str(clip), str(broken))
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_log("reload: restarting stream c (it was failed", timeout=15), daemon.log()[-2000:]
+        events.wait_for(lambda evs: any(e["stream"] == "c" and e["type"] == "caption" for e in evs), timeout=60)
         started = time.monotonic()
         assert daemon.terminate(timeout=15) == 0
         assert time.monotonic() - started < 10
