@@ -34,3 +34,18 @@ def demo_scan(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     return {"json": out_json, "csv": out_csv, "doc": json.loads(out_json.read_text()), "stdout": proc.stdout,
             "stderr": proc.stderr}
+
+
+HELD_OUT_SEED = 1
+HELD_OUT_S = 60.0
+
+
+@pytest.fixture(scope="session")
+def heldout_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m blip.demo.clip --seed 1 --duration 60`: another script than the sample's; its
+    timeline is beside it (heldout.timeline.json)."""
+    clip = tmp_path_factory.mktemp("heldout") / "heldout.mp4"
+    subprocess.run([sys.executable, "-m", "blip.demo.clip", "--seed", str(HELD_OUT_SEED), "--duration",
+                    str(HELD_OUT_S), "--out", str(clip)], cwd=str(REPO), check=True, timeout=300,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return clip

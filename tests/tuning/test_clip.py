@@ -8,7 +8,7 @@ import cv2
 import pytest
 
 from blip.demo import clip
-from tests.tuning.conftest import DEMO_TIMELINE, REPO
+from tests.tuning.conftest import DEMO_TIMELINE, HELD_OUT_S, HELD_OUT_SEED, REPO
 
 
 def test_seed_0_is_the_committed_sample() -> None:
@@ -34,17 +34,15 @@ def test_a_drawn_script_is_a_usable_held_out_clip(seed: int) -> None:
         assert any(present) and not all(present), (seed, pid)
 
 
-def test_the_command_writes_a_clip_and_its_timeline(tmp_path: Path) -> None:
-    out = tmp_path / "other.mp4"
-    subprocess.run([sys.executable, "-m", "blip.demo.clip", "--seed", "5", "--duration", "24", "--out", str(out)],
-                   cwd=str(REPO), check=True, timeout=120, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    timeline = json.loads((tmp_path / "other.timeline.json").read_text())
-    assert timeline == clip.Clip(clip.script_for(5, 24.0)).timeline()
-    cap = cv2.VideoCapture(str(out))
+def test_the_command_writes_a_clip_and_its_timeline(heldout_clip: Path, tmp_path: Path) -> None:
+    timeline = json.loads(heldout_clip.with_name("heldout.timeline.json").read_text())
+    assert timeline == clip.Clip(clip.script_for(HELD_OUT_SEED, HELD_OUT_S)).timeline()
+    cap = cv2.VideoCapture(str(heldout_clip))
     try:
-        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24 * clip.FPS
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == HELD_OUT_S * clip.FPS
     finally:
         cap.release()
+    out = tmp_path / "other.mp4"
     refused = subprocess.run([sys.executable, "-m", "blip.demo.clip", "--duration", "24", "--out", str(out)],
                              cwd=str(REPO), timeout=60, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert refused.returncode == 2 and b"--duration needs a seed other than 0" in refused.stderr

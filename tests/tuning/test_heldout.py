@@ -4,8 +4,6 @@ Scan samples/demo.mp4, tune on its timeline, paste the YAML snippet into the con
 demo clip with another seed (its own script and timeline), scan it with the tuned config, and
 score the matches that scan *published* (not a replay) against that clip's timeline."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict
 
@@ -15,30 +13,23 @@ from daemon.config.config import PromptConfig
 from daemon.tuning.labels import load_labels
 from daemon.tuning.metrics import score_events
 from daemon.tuning.tune import Setting, evaluate, published_intervals, series_of
-from tests.tuning.conftest import DEMO_CONFIG, DEMO_TIMELINE, REPO, blipd
-
-HELD_OUT_SEED = 1
-HELD_OUT_S = 60.0
+from tests.tuning.conftest import DEMO_CONFIG, DEMO_TIMELINE, HELD_OUT_SEED, REPO, blipd
 BUILT_IN = Setting.of(PromptConfig(id="p", text="p").model_dump())
 """PromptConfig's defaults: what a prompt without settings runs with."""
 
 
-def test_tuned_settings_hold_on_a_held_out_clip(demo_scan: Dict[str, Any], tmp_path: Path) -> None:
+def test_tuned_settings_hold_on_a_held_out_clip(demo_scan: Dict[str, Any], heldout_clip: Path, tmp_path: Path) -> None:
     snippet = tmp_path / "prompts.yaml"
     proc = blipd("tune", "--timeline", demo_scan["json"], "--labels", DEMO_TIMELINE, "--out", snippet)
     assert proc.returncode == 0, proc.stderr
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     config["model"]["package"] = str(REPO / "models" / "demo")
     config["streams"][0]["prompts"] = yaml.safe_load(snippet.read_text())
-    clip = tmp_path / "heldout.mp4"
+    clip = heldout_clip
     config["streams"][0]["url"] = str(clip)  # a camera's URL in real life: scan reads the files it is given
     tuned_config = tmp_path / "tuned.yaml"
-
-    subprocess.run([sys.executable, "-m", "blip.demo.clip", "--seed", str(HELD_OUT_SEED), "--duration",
-                    str(HELD_OUT_S), "--out", str(clip)], cwd=str(REPO), check=True, timeout=300,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     tuned_config.write_text(yaml.safe_dump(config, sort_keys=False))
-    labels = load_labels(str(tmp_path / "heldout.timeline.json"))
+    labels = load_labels(str(clip.with_name("heldout.timeline.json")))
     scan = tmp_path / "heldout.json"
     proc = blipd("scan", clip, "-c", tuned_config, "--json", scan)
     assert proc.returncode == 0, proc.stderr
