@@ -52,3 +52,20 @@ def test_the_end_at_a_stream_stop_also_starts_the_cooldown() -> None:
 def test_negative_cooldown_is_refused() -> None:
     with pytest.raises(ValueError, match="cooldown_s"):
         PromptTracker("p", "x", 0.7, 0.5, cooldown_s=-1.0)
+
+
+def test_the_config_cooldown_reaches_the_stream_trackers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from daemon.config.config import load_config
+    from daemon.counters import StreamCounters
+    from daemon.pipeline.stream_state import StreamContext
+    from tests.tuning.conftest import DEMO_CLIP, REPO
+
+    path = tmp_path / "blipd.yaml"
+    path.write_text(
+        "model: {package: %s}\nstreams:\n  - name: cam\n    url: %s\n    prompts:\n"
+        "      - {id: p, text: x, enter: 0.7, exit: 0.5, dwell_s: 0, smoothing: 1, cooldown_s: 4}\n"
+        % (REPO / "models" / "demo", DEMO_CLIP))
+    stream = load_config(str(path)).resolved_streams()[0]
+    trackers = StreamContext(stream, StreamCounters("cam"), update_every_s=1000.0).trackers
+    phases = [(t, [p.phase for p in trackers.update({"p": s}, float(t))]) for t, s in enumerate(FLAP)]
+    assert [(t, names) for t, names in phases if names] == [(0, ["start"]), (3, ["end"]), (7, ["start"])]
