@@ -174,6 +174,8 @@ class Bridge:
         installed()
         try:
             while not self._stop.wait(TICK_S):
+                if self.mqtt is not None:
+                    self.mqtt.sweep()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()

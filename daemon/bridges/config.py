@@ -166,6 +166,8 @@ class MqttSettings(_Section):
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     snapshots: bool = True
+    stale_after_s: float = Field(60.0, gt=0)
+    """A stream with no event for this long is marked offline (keep it above the daemon's stats_every_s)."""
     home_assistant: HomeAssistantSettings = HomeAssistantSettings()
     _password: Optional[SecretStr] = PrivateAttr(None)
 

@@ -15,6 +15,7 @@ The mapper runs on the bus thread only; `retained()` (read by the MQTT thread to
 after an overflow) is guarded by a lock.
 """
 import threading
+import time
 from typing import Dict, List, Optional, Set, Tuple
 
 from daemon.bridges.homeassistant import HA_STATE_MAX, Discovery, StreamEntities
@@ -43,6 +44,8 @@ class MqttMapper:
         self.discovery = discovery
         self._lock = threading.Lock()
         self._retained: Dict[str, bytes] = {}
+        self._last_seen: Dict[str, float] = {}
+        """stream availability topic -> time.monotonic() of the stream's last event."""
         self._entities: Dict[Tuple[str, str], StreamEntities] = {}
         self._announced: Set[str] = set()
         self._expected: Dict[str, Set[str]] = {}
@@ -77,6 +80,8 @@ class MqttMapper:
             state = str(event.get("state"))
             out.append(self._keep(base + "/state/stream", state.encode("utf-8")))
             out.append(self._keep(base + "/availability", b"offline" if state in OFFLINE_STATES else b"online"))
+        with self._lock:
+            self._last_seen[base + "/availability"] = time.monotonic()
         if kind != "stream" and self._retained_get(base + "/availability") != b"online":
             out.append(self._keep(base + "/availability", b"online"))
         if item.jpeg is not None and self.snapshots:
@@ -156,6 +161,17 @@ class MqttMapper:
         """The present: every retained topic with its latest payload (resent after an overflow)."""
         with self._lock:
             return [(topic, payload, True) for topic, payload in self._retained.items()]
+
+    def stale(self, after_s: float) -> List[Message]:
+        """Streams online but silent for `after_s` (their daemon died or the bus broke): set offline."""
+        now = time.monotonic()
+        out: List[Message] = []
+        with self._lock:
+            for topic, seen in self._last_seen.items():
+                if now - seen >= after_s and self._retained.get(topic) == b"online":
+                    self._retained[topic] = b"offline"
+                    out.append((topic, b"offline", True))
+        return out
 
     def offline_messages(self) -> List[Message]:
         """Every stream's availability set offline: sent when the bridge stops cleanly."""

@@ -108,6 +108,15 @@ class MqttSink:
             self.queue.put(tuple(messages))
         log.info("home assistant: %d stream(s) of box %s from %s", len(streams), box, path)
 
+    def sweep(self) -> None:
+        """Mark streams that went silent offline (called from the bridge's main loop)."""
+        messages = self.mapper.stale(self.settings.stale_after_s)
+        if messages:
+            for topic, _, _ in messages:
+                log.warning("mqtt: no event for %.0f s on %s: offline", self.settings.stale_after_s, topic)
+            if self.queue.put(tuple(messages)):
+                self._wake()
+
     def publish_stats(self, payload: bytes) -> None:
         with self._lock:
             self._stats_payload = payload

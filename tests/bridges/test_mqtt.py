@@ -146,3 +146,22 @@ def test_sd_notify_and_sighup_reload(broker: Mosquitto, tmp_path: Path) -> None:
     finally:
         notify.close()
         bus.close()
+
+
+def test_a_silent_stream_goes_offline_and_back(broker: Mosquitto, tmp_path: Path) -> None:
+    endpoint = free_endpoint()
+    bus = FakeBus(endpoint)
+    try:
+        with MqttReader(broker.port, "blipd/quiet/#") as reader, \
+                BridgeProcess(bridge_config(endpoint, broker.port, stale_after_s=1), tmp_path) as bridge:
+            bus.wait_subscriber()
+            bus.event("caption", "quiet", text="one", previous=None)
+            reader.wait_for(lambda m: reader.on("blipd/quiet/availability")[-1:] == [b"online"], 20, "online")
+            reader.wait_for(lambda m: reader.on("blipd/quiet/availability")[-1:] == [b"offline"], 20,
+                            "offline after a second of silence")
+            bus.event("caption", "quiet", text="two", previous=None)
+            reader.wait_for(lambda m: reader.on("blipd/quiet/availability") == [b"online", b"offline", b"online"],
+                            20, "online again")
+            assert "no event for 1 s on blipd/quiet/availability" in bridge.log()
+    finally:
+        bus.close()
