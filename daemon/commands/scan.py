@@ -10,8 +10,8 @@ from typing import Any, Optional, TextIO
 
 HELP = "run a stream's tasks over recorded files at full speed; write a timeline and the events (for tune)"
 BAR_WIDTH = 30
-PLAIN_EVERY = 0.1
-"""Without a terminal, one progress line per this share of a file."""
+PLAIN_STEPS = 10
+"""Without a terminal, one progress line per this fraction of a file (a tenth)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +33,11 @@ class Progress:
         self._started = time.monotonic()
         self._file: Optional[str] = None
         self._length: Optional[float] = None
-        self._next_share = 0.0
+        self._printed = -1
 
     def begin(self, path: str) -> None:
         """A file starts (its speed is measured from now)."""
-        self._file, self._started, self._next_share = path, time.monotonic(), 0.0
+        self._file, self._started, self._printed = path, time.monotonic(), -1
         self._length = None
 
     def __call__(self, path: str, done_s: float, duration_s: Optional[float]) -> None:
@@ -58,9 +58,9 @@ class Progress:
                 filled = int(round(share * BAR_WIDTH))
                 self.out.write("\r%s [%s%s] %3d%% %7.1f s  %s " % (path, "#" * filled, "." * (BAR_WIDTH - filled),
                                                                    int(share * 100), done_s, speed))
-        elif share is not None and share >= self._next_share:
+        elif share is not None and int(share * PLAIN_STEPS + 1e-9) > self._printed:
             self.out.write("scan: %s %3d%% %.1f/%.1f s (%s)\n" % (path, int(share * 100), done_s, duration_s, speed))
-            self._next_share = min(1.0, int(share / PLAIN_EVERY + 1) * PLAIN_EVERY)
+            self._printed = int(share * PLAIN_STEPS + 1e-9)
         self.out.flush()
 
     def finish(self) -> None:
