@@ -11,7 +11,7 @@ from daemon.tuning.errors import InputError
 from daemon.tuning.labels import load_labels
 from daemon.tuning.metrics import EventScore, iou, roc_auc, score_events
 from daemon.tuning.tune import Setting, evaluate, tune_prompt
-from tests.tuning.conftest import DEMO_TIMELINE, blipd, error_lines
+from tests.tuning.conftest import DEMO_CLIP, DEMO_CONFIG, DEMO_TIMELINE, blipd, error_lines
 
 
 def _write(tmp_path: Path, data: Any, name: str = "labels.json") -> str:
@@ -125,3 +125,20 @@ def test_tune_bad_input_is_one_line_and_exit_2(demo_scan: Dict[str, Any], tmp_pa
     assert proc.returncode == 2 and "not a timeline written by `blipd scan`" in error_lines(proc)[0]
     proc = blipd("tune", "--timeline", demo_scan["json"], "--labels", DEMO_TIMELINE, "--labels", DEMO_TIMELINE)
     assert proc.returncode == 2 and "give --labels once per file" in error_lines(proc)[0]
+
+
+def test_tune_on_two_files_at_once(heldout_clip: Path, tmp_path: Path) -> None:
+    scan = tmp_path / "both.json"
+    proc = blipd("scan", DEMO_CLIP, heldout_clip, "-c", DEMO_CONFIG, "--json", scan)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2  # one summary line per file
+    doc = json.loads(scan.read_text())
+    assert [f["file"] for f in doc["files"]] == [str(DEMO_CLIP), str(heldout_clip)]
+    assert all(f["events"][0]["seq"] == 1 for f in doc["files"])  # each file is a stream start of its own
+    heldout_labels = heldout_clip.with_name("heldout.timeline.json")
+    proc = blipd("tune", "--timeline", scan, "--labels", DEMO_TIMELINE, "--labels", heldout_labels)
+    assert proc.returncode == 0, proc.stderr
+    truth = load_labels(str(heldout_labels))
+    for pid, on_demo in (("red_circle", 2), ("blue_square", 1)):
+        count = on_demo + len(truth.get(pid, []))
+        assert "%s: %d labelled, %d hit, 0 missed, 0 false start(s)" % (pid, count, count) in proc.stdout
