@@ -4,6 +4,7 @@ the per-sample timeline and the events as the daemon would publish them. Exit 0,
 line (bad config or arguments, a file that cannot be read as video)."""
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import Any, Optional, TextIO
@@ -104,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("daemon.pipeline").setLevel(logging.ERROR)
     settings = load_config(args.config)
     stream = pick_stream(settings, args.stream)
+    for out in filter(None, (args.json, args.csv)):
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            sys.stderr.write("blipd: cannot write %s: no such folder or not writable\n" % out)
+            return 2
     progress = Progress(sys.stderr)
     results = []
     with make_scanner(settings, stream) as scanner:

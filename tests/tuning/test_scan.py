@@ -109,3 +109,11 @@ def test_an_unknown_stream_is_one_line_and_exit_2(tmp_path: Path) -> None:
     proc = blipd("scan", DEMO_CLIP, "-c", DEMO_CONFIG, "--stream", "gate", "--json", tmp_path / "out.json")
     assert proc.returncode == 2
     assert error_lines(proc) == ["blipd: %s: no stream named 'gate' (streams: demo)" % DEMO_CONFIG]
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_scanning(tmp_path: Path) -> None:
+    out = tmp_path / "missing-folder" / "out.json"
+    proc = blipd("scan", DEMO_CLIP, "-c", DEMO_CONFIG, "--json", out)
+    assert proc.returncode == 2
+    assert error_lines(proc) == ["blipd: cannot write %s: no such folder or not writable" % out]
+    assert "scan: " not in proc.stderr  # nothing was scanned
