@@ -31,6 +31,7 @@ def run_check(config_path: str, out: TextIO) -> int:
             device=settings.model.device,
             decoder_needed=any(s.decoder == "sail" for s in settings.streams),
             chips={path: chip for path in bmodels} if chip else None,
+            workers=settings.model.workers if settings.model.backend == "sail" or "sail" in backends else 1,
         )
         for finding in findings:
             line = str(finding)
