@@ -5,7 +5,6 @@ device pixels against CPU preprocessing of the same frames).
 Each function returns plain dicts (the JSON evidence) and never raises for a failure of the box:
 a failure is written into the result (`error`) so one broken part does not hide the others.
 """
-import logging
 import os
 import statistics
 import time
@@ -15,8 +14,6 @@ import numpy as np
 
 from blip.errors import BlipError
 from blip.runtime.base import Graph, Runtime
-
-log = logging.getLogger(__name__)
 
 PIXEL_FRAMES = 3
 """Frames of each sail stream whose device pixels are compared with the CPU's."""
