@@ -2,7 +2,7 @@
 delay (what an operator feels: alerts that were right, missed, or false), and frame-level ROC AUC
 (how well the raw score separates at all, whatever the thresholds)."""
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 Interval = Tuple[float, float]
 

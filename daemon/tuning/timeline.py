@@ -83,7 +83,7 @@ def load(path: str) -> Dict[str, Any]:
     try:
         for p in doc["prompts"]:
             [p[name] for name in PROMPT_FIELDS]
-        for i, f in enumerate(doc["files"]):
+        for f in doc["files"]:
             for s in f["samples"]:
                 float(s["pts_s"]), dict(s["raw"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -3,7 +3,7 @@ them (schema, seq, phases) and bad input."""
 import csv
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import jsonschema
 import pytest

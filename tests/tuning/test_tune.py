@@ -10,7 +10,7 @@ from daemon.config.config import PromptConfig
 from daemon.tuning.errors import InputError
 from daemon.tuning.labels import load_labels
 from daemon.tuning.metrics import EventScore, iou, roc_auc, score_events
-from daemon.tuning.tune import Setting, evaluate, tune_prompt
+from daemon.tuning.tune import evaluate, tune_prompt
 from tests.tuning.conftest import DEMO_CLIP, DEMO_CONFIG, DEMO_TIMELINE, blipd, error_lines
 
 
