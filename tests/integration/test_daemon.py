@@ -12,6 +12,7 @@ import pytest
 
 from tests.daemon_proc import DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 from tests.integration.conftest import base_config, stream_entry
+from tests.rtsp import RtspServer
 
 pytestmark = pytest.mark.integration
 
@@ -127,3 +128,44 @@ def test_reload_applies_valid_config_and_keeps_old_on_error(tiny_package, clip, 
     assert {e["boot"] for e in got} == {boot}
     assert seq_gaps(got) == {}, "an unchanged stream must keep its sequence across reloads"
     assert "unknown_section" in daemon.log() or "reload rejected" in daemon.log()
+
+
+def test_a_static_camera_resends_on_heartbeat_and_right_after_an_outage(tiny_package, write_config,
+                                                                         tmp_path) -> None:
+    """Defects: on a static scene the scene gate kept out the frame a heartbeat needed (re-send after
+    heartbeat_s + max_skip_s), and after an outage the unchanged caption came back only at the next
+    heartbeat. Now the heartbeat forces an inference, and the first caption and answer after the
+    stream is online again are published even though they did not change."""
+    from tests import media
+
+    static = media.make_static_clip(tmp_path / "static.mp4", 60, fps=10)
+    server = RtspServer({"cam": "file:%s" % static})
+    server.start()
+    endpoint = free_tcp_endpoint()
+    entry = stream_entry("cam", server.url("cam"), prompts=[],
+                         questions=[{"id": "what", "text": "what is it?", "every_s": 1}])
+    config = base_config(tiny_package, endpoint, [entry])
+    config["publish"]["heartbeat_s"] = 4
+    config["defaults"].update({"scene_change": 0.02, "max_skip_s": 30, "stall_timeout_s": 2, "read_timeout_s": 2,
+                               "backoff_initial_s": 0.2, "backoff_max_s": 0.5})
+    try:
+        with EventCollector(endpoint) as events, DaemonProcess(write_config(config)) as daemon:
+            captions = lambda evs: [e for e in evs if e["type"] == "caption"]  # noqa: E731
+            got = events.wait_for(lambda evs: len(captions(evs)) >= 2, timeout=90)
+            first, second = captions(got)[:2]
+            assert second["previous"] is None, "the same caption again: a heartbeat"
+            assert second["pts_s"] - first["pts_s"] < 30, "the heartbeat waited for max_skip_s"
+
+            server.kill()
+            events.wait_for(lambda evs: any(e["type"] == "stream" and e["state"] != "online" for e in evs), 30)
+            server.start()
+            online = events.wait_for(lambda evs: any(e["type"] == "stream" and e["state"] == "online"
+                                                     for e in evs[len(got):]), timeout=60)
+            back = len(online)
+            after = events.wait_for(lambda evs: {"caption", "answer"} <= {e["type"] for e in evs[back:]}, 60)
+            assert daemon.terminate(timeout=15) == 0
+    finally:
+        server.stop()
+    resent = {e["type"]: e for e in after[back:] if e["type"] in ("caption", "answer")}
+    assert all(e["frame"] < 10 for e in resent.values()), "re-sent from the first second after the outage"
+    assert resent["caption"]["text"] == first["text"] and resent["caption"]["previous"] is None
