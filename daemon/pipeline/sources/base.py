@@ -63,7 +63,8 @@ class SourceSpec:
     hwaccel:        ask the decoder for hardware decoding when it has it
     open_timeout_s: bound on connecting/probing (OpenCV's default is 30 s)
     read_timeout_s: bound on one blocked read; the supervisor lowers it to its stall timeout
-    realtime:       files only: pace reading to the file's frame rate (live-like playback)
+    realtime:       files only: pace reading to the file's frame rate (live-like playback); False:
+                    read as fast as the workers take frames, tasks on media time (streams.py)
     device:         accelerator device id for hardware decoders (sail: the TPU's VPU)
     preprocess:     model pixel values to compute on that device beside the BGR frame; None: none
     """

@@ -2,8 +2,9 @@
 
 Why a thread per stream: decoders block (an open of a dead camera takes up to its open timeout, a
 read of a silent one up to its read timeout), and that must never delay another stream. OpenCV
-still serialises *opens* behind a global lock, so a dead camera can delay another stream's
-(re)open by its open timeout; reads of open streams are not affected.
+still serialises *opens* behind a global lock: a network camera is therefore probed first
+(daemon.pipeline.sources.probe, in `make_source`), so one that accepts TCP but never answers fails
+within 2 s instead of holding every other stream's (re)open for its open timeout.
 
 Policy:
 - live streams reconnect forever with exponential backoff and jitter (daemon.pipeline.sources.backoff); the attempt
@@ -15,8 +16,13 @@ Policy:
 - files: `ended` at the end, or reopened from the start when `loop`; a file that cannot be opened or
   yields no frame is retried `file_retries` times with backoff (a file on a share being mounted),
   then `failed`; a decoder that is not installed fails at once;
-- files with `realtime` are paced to their timestamps so a demo plays at real speed; without it a
-  file is read as fast as the decoder goes and the sampler picks frames by pts;
+- files are sampled on media time (daemon.pipeline.sources.mediatime: pts continued across loops;
+  timestamps that go back or leap ahead start a new segment of the sampling grid, counted
+  `pts_discontinuities`); with `realtime` they are paced to it so a demo plays at real speed;
+  with `realtime: false` the sink waits for room (Scheduler.put(wait=True)), each frame carries
+  its media time (Frame.media_s) and the scene gate decides once the worker settled the previous
+  frame, so the file is read as fast as the workers go and gives the same events at any speed;
+- undecodable packets are skipped by the sources and counted `undecodable` when the source closes;
 - expected failures log one warning line; an unexpected exception is logged with its traceback the
   first time, then as one line, and handled like a read failure (reconnect).
 
