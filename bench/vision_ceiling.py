@@ -3,15 +3,14 @@
 FLOPs are counted from the graph (its GEMM shapes read from one run): 2*M*K*N for
 every MatMul and Gemm, the multiply-adds of every Conv; elementwise work is left out, so the
 figure is the work a perfect GEMM kernel would do. The ceiling is a large fp32 MatMul (2048^3) run
-by ONNX Runtime (MLAS) with the same thread count, and by numpy's BLAS; the higher of the two is
-the practical ceiling. `op_profile` says where the time goes (ONNX Runtime's profiler, by op type).
+by ONNX Runtime (MLAS) with the same thread count and session options, and by numpy's BLAS, timed
+in turn with the vision graph; the higher of the two is the practical ceiling. `op_profile` says where the time goes (ONNX Runtime's profiler, by op type).
 """
 import json
 import os
 import statistics
 import tempfile
-import time
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,6 +50,7 @@ def graph_flops(path: str, feeds: Mapping[str, np.ndarray]) -> float:
 
 
 def _ort_matmul(n: int, threads: Optional[int]) -> Any:
+    from blip.runtime.onnxruntime import OrtRuntime
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -61,34 +61,17 @@ def _ort_matmul(n: int, threads: Optional[int]) -> Any:
                               [numpy_helper.from_array(weight, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as blipd's sessions
+    options = OrtRuntime(device=None, threads=threads).session_options()  # blipd's session options
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def matmul_ceiling(threads: Optional[int], reps: int = 5, n: int = CEILING_N) -> Dict[str, float]:
-    """GFLOP/s (best of `reps`) of an n^3 fp32 MatMul in ONNX Runtime and in numpy; `ceiling` is the higher."""
-    flops = 2.0 * n ** 3
+def matmul_runners(threads: Optional[int], n: int = CEILING_N) -> Tuple[float, Dict[str, Callable[[], Any]]]:
+    """(FLOPs of one call, {"onnxruntime": call, "numpy": call}) of an n^3 fp32 MatMul: timed
+    inside the same measuring loop as the vision graph, so load from other processes hits both."""
     session = _ort_matmul(n, threads)
     x = np.random.default_rng(1).random((n, n), dtype=np.float32)
     feeds = {"x": x}
-    session.run(None, feeds)
-    ort_times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        ort_times.append(time.perf_counter() - start)
-    x @ x
-    np_times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        x @ x
-        np_times.append(time.perf_counter() - start)
-    ort_gflops, np_gflops = flops / min(ort_times) / 1e9, flops / min(np_times) / 1e9
-    return {"onnxruntime_gflops": ort_gflops, "numpy_gflops": np_gflops, "ceiling_gflops": max(ort_gflops, np_gflops)}
+    return 2.0 * n ** 3, {"onnxruntime": lambda: session.run(None, feeds), "numpy": lambda: x @ x}
 
 
 def op_profile(path: str, feeds: Mapping[str, np.ndarray], threads: Optional[int], runs: int = 3) -> Dict[str, float]:
@@ -118,7 +101,11 @@ def op_profile(path: str, feeds: Mapping[str, np.ndarray], threads: Optional[int
     return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
 
 
-def vision_fraction(flops: float, times_s: Sequence[float], ceiling_gflops: float) -> Dict[str, float]:
-    """Achieved GFLOP/s (median time) and its fraction of the ceiling."""
-    achieved = flops / statistics.median(times_s) / 1e9
-    return {"vision_gflop": flops / 1e9, "vision_gflops": achieved, "vision_fraction_of_ceiling": achieved / ceiling_gflops}
+def vision_fraction(flops: float, matmul_flops: float, times: Mapping[str, Sequence[float]]) -> Dict[str, float]:
+    """GFLOP/s from median times: the fp32 vision graph (`fp32`), the matmul in ONNX Runtime and
+    numpy; the ceiling is the faster matmul, the fraction the vision graph's share of it."""
+    rate = {name: work / statistics.median(times[name]) / 1e9
+            for name, work in (("fp32", flops), ("onnxruntime", matmul_flops), ("numpy", matmul_flops))}
+    ceiling = max(rate["onnxruntime"], rate["numpy"])
+    return {"vision_gflop": flops / 1e9, "vision_gflops": rate["fp32"], "onnxruntime_gflops": rate["onnxruntime"],
+            "numpy_gflops": rate["numpy"], "ceiling_gflops": ceiling, "vision_fraction_of_ceiling": rate["fp32"] / ceiling}

@@ -7,7 +7,8 @@ int8 (weights int8, activations quantized per call). Text, question and decoder 
 dynamic int8. Every candidate is run against the fp32 graph on held-out inputs: the vision graph
 on held-out calibration frames, the others on the feeds the fp32 tasks gave them for those frames
 (recorded while captioning, matching and answering them). The fastest candidate whose error stays
-inside the bars (COSINE_MIN, ARGMAX_MIN) and that is faster than fp32 by MIN_SPEEDUP is kept; a
+inside the bars (`Bars`: output cosine, greedy-token agreement) and that is faster than fp32 by
+`Bars.min_speedup` is kept; a
 graph with none stays float. The manifest records each graph's precision, the measurement and
 the calibration's provenance (docs/model-package.md).
 
@@ -42,15 +43,33 @@ MIN_FRAMES = 32
 HOLD_OUT_EVERY = 4
 SYNTHETIC_FRAMES = 64
 PARTS = {"vision": ("vision",), "text": ("text", "question", "decoder_init", "decoder_step")}
-COSINE_MIN = 0.99  # mean cosine of each float output vs fp32 over the held-out inputs
-ARGMAX_MIN = 0.98  # share of rows whose logits argmax agrees with fp32 (greedy decoding's token)
-MIN_SPEEDUP = 1.05  # an int8 graph that is not faster than this is not worth its error
-RECORD_EVERY = 3  # keep one recorded call in this many per graph (decoder steps repeat a lot)
+RECORD_FRAMES = 6  # held-out frames the fp32 tasks run on to record the text graphs' inputs
+RECORD_EVERY = 3  # a decoder step graph keeps one call in this many (its calls repeat a lot)
 RECORD_MAX = 12  # recorded calls kept per graph
 TIMING_ROUNDS = 3
 TIMING_FEEDS = 4  # inputs per timed pass (the error figures use every held-out input)
 PROMPTS = ["a person standing at the gate", "a red car parked on the street", "a dog", "an empty road"]
 QUESTIONS = ["what color is the car?", "how many people are there?"]
+
+
+@dataclass(frozen=True)
+class Bars:
+    """What an int8 graph must meet to be kept (the manifest records them)."""
+
+    cosine_min: float = 0.99  # mean cosine of each float output vs fp32 over the held-out inputs
+    argmax_min: float = 0.98  # share of rows whose logits argmax agrees with fp32 (greedy decoding's token)
+    min_speedup: float = 1.05  # an int8 graph that is not faster than this is not worth its error
+
+    def passes(self, errors: Mapping[str, float]) -> bool:
+        for key, value in errors.items():
+            if key.endswith("_cosine") and not value >= self.cosine_min:
+                return False
+            if key == "logits_argmax_agreement" and not value >= self.argmax_min:
+                return False
+        return True
+
+
+BARS = Bars()
 
 
 @dataclass
@@ -216,9 +235,10 @@ class _Recorder(Graph):
     def __init__(self, graph: Graph, store: List[Dict[str, np.ndarray]]) -> None:
         self.path, self.inputs, self.outputs = graph.path, graph.inputs, graph.outputs
         self._graph, self._store, self._calls = graph, store, 0
+        self._every = RECORD_EVERY if "self_kv" in graph.inputs else 1
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self._calls % RECORD_EVERY == 0 and len(self._store) < RECORD_MAX:
+        if self._calls % self._every == 0 and len(self._store) < RECORD_MAX:
             self._store.append({k: np.asarray(v) for k, v in feeds.items()})
         self._calls += 1
         return self._graph.run(feeds)
@@ -247,7 +267,7 @@ def record_feeds(package: ModelPackage, runtime: Runtime, held_out: Mapping[int,
     questions = {"q%d" % i: q for i, q in enumerate(QUESTIONS)}
     for task, spec in package.tasks.items():
         runner = classes[task](package, recording)
-        for pixels in held_out[spec.image_size][:RECORD_MAX]:
+        for pixels in held_out[spec.image_size][:RECORD_FRAMES]:
             embeds = runner.embed_pixels(pixels[None])
             if task == "caption":
                 runner.caption_ids_from_embeds(embeds)
@@ -266,12 +286,16 @@ def _preprocessed(src: Path, work: Path) -> Path:
     where it fails (symbolic shape inference refuses some dynamic graphs)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = work / ("pre-" + src.name)
+    out = work / ("pre-%s-%s" % (src.parent.name, src.name))
+    failed = out.with_suffix(".failed")
+    if out.exists() or failed.exists():  # the candidates of one graph share the pre-pass
+        return src if failed.exists() else out
     try:
         quant_pre_process(str(src), str(out))
         return out
     except Exception as exc:  # the pre-pass raises assorted errors; the graph is still usable
         log.info("%s: quantization pre-pass skipped (%s)", src.name, str(exc).splitlines()[0] if str(exc) else exc)
+        failed.touch()
         return src
 
 
@@ -333,15 +357,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a64 @ b64 / denom) if denom > 0 else float(np.array_equal(a64, b64))
 
 
-def passes(errors: Mapping[str, float]) -> bool:
-    for key, value in errors.items():
-        if key.endswith("_cosine") and not value >= COSINE_MIN:
-            return False
-        if key == "logits_argmax_agreement" and not value >= ARGMAX_MIN:
-            return False
-    return True
-
-
 def time_graphs(graphs: Sequence[Graph], feeds: Sequence[Mapping[str, np.ndarray]]) -> List[float]:
     """Median ms of one pass over (the first TIMING_FEEDS of) `feeds` per graph; the graphs take
     turns so load from other processes hits them alike."""
@@ -358,7 +373,7 @@ def time_graphs(graphs: Sequence[Graph], feeds: Sequence[Mapping[str, np.ndarray
 
 
 def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarray]], runtime: Runtime,
-           candidates: Mapping[str, Callable[[Path], None]], work: Path) -> Optional[Path]:
+           candidates: Mapping[str, Callable[[Path], None]], work: Path, bars: Bars = BARS) -> Optional[Path]:
     """Try each candidate; fill `choice`; the chosen int8 file, or None to keep the fp32 graph."""
     fp32 = runtime.load(str(src))
     ref = [fp32.run(f) for f in feeds]
@@ -379,9 +394,9 @@ def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarr
         speed = fp32_ms / int8_ms
         log.info("%s %s: %s int8 %.2fx fp32 (%.1f vs %.1f ms), %s", choice.file, choice.role, method, speed,
                  int8_ms, fp32_ms, ", ".join("%s %.4f" % kv for kv in errors.items()))
-        if not passes(errors):
+        if not bars.passes(errors):
             notes.append("%s error too large (%.2fx)" % (method, speed))
-        elif speed < MIN_SPEEDUP:
+        elif speed < bars.min_speedup:
             notes.append("%s not faster (%.2fx)" % (method, speed))
         else:
             notes.append("%s %.2fx" % (method, speed))
@@ -445,6 +460,7 @@ def quantize_package(
     parts: Sequence[str] = ("vision", "text"),
     threads: Optional[int] = None,
     command: Optional[str] = None,
+    bars: Bars = BARS,
 ) -> QuantizeResult:
     """Write an int8 copy of the split package `src` at `out_dir` (see the module docstring).
 
@@ -476,12 +492,12 @@ def quantize_package(
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 chosen = None
                 if role in roles:
-                    chosen = _quantize_one(choice, Path(package.path) / rel, size, calib, feeds, runtime, work)
+                    chosen = _quantize_one(choice, Path(package.path) / rel, size, calib, feeds, runtime, work, bars)
                 else:
                     choice.reason = "part not asked for"
                 shutil.copyfile(str(chosen or Path(package.path) / rel), str(staging / rel))
             shutil.copytree(package.tokenizer_dir, str(staging / os.path.relpath(package.tokenizer_dir, package.path)))
-            _write_manifest(staging, doc, choices, calib, src, command)
+            _write_manifest(staging, doc, choices, calib, src, command, bars)
         finally:
             shutil.rmtree(str(work), ignore_errors=True)
 
@@ -491,7 +507,8 @@ def quantize_package(
 
 
 def _quantize_one(choice: GraphChoice, src: Path, size: int, calib: Calibration,
-                  feeds: Mapping[str, List[Dict[str, np.ndarray]]], runtime: Runtime, work: Path) -> Optional[Path]:
+                  feeds: Mapping[str, List[Dict[str, np.ndarray]]], runtime: Runtime, work: Path,
+                  bars: Bars) -> Optional[Path]:
     candidates: Dict[str, Callable[[Path], None]] = {}
     if choice.role == "vision":
         train, held = calib.split(size)
@@ -503,11 +520,11 @@ def _quantize_one(choice: GraphChoice, src: Path, size: int, calib: Calibration,
             choice.reason = "no recorded inputs to check it on: kept float"
             return None
     candidates["dynamic"] = lambda out: quantize_dynamic_graph(src, out, work)
-    return choose(choice, src, graph_feeds, runtime, candidates, work)
+    return choose(choice, src, graph_feeds, runtime, candidates, work, bars)
 
 
 def _write_manifest(staging: Path, doc: Mapping[str, Any], choices: Sequence[GraphChoice], calib: Calibration,
-                    src: PathLike, command: Optional[str]) -> None:
+                    src: PathLike, command: Optional[str], bars: Bars) -> None:
     import onnxruntime
 
     from blip.export import manifest
@@ -526,7 +543,7 @@ def _write_manifest(staging: Path, doc: Mapping[str, Any], choices: Sequence[Gra
         "from_manifest_sha256": manifest.sha256_of(Path(src) / "manifest.yaml"),
         "command": command or "blip.export.quantize",
         "calibration": dict(calib.provenance, held_out_every=HOLD_OUT_EVERY),
-        "bars": {"cosine_min": COSINE_MIN, "argmax_min": ARGMAX_MIN, "min_speedup": MIN_SPEEDUP},
+        "bars": {"cosine_min": bars.cosine_min, "argmax_min": bars.argmax_min, "min_speedup": bars.min_speedup},
         "onnxruntime": str(onnxruntime.__version__),
         "cpu_flags": cpu_flags(),
         "machine": platform.machine(),

@@ -2,7 +2,7 @@
 runtime unchanged, records what it chose, keeps float where the error bar fails, refuses bad input.
 
 Speed is not asserted (benchmarks measure it): the tiny graphs are too small for int8 to win, so
-the tests that need int8 graphs lower MIN_SPEEDUP to 0.
+the tests that need int8 graphs lower the speed bar to 0.
 """
 import shutil
 import subprocess
@@ -54,15 +54,13 @@ def calib(tmp_path_factory, source) -> Path:
     return calibration_npz(tmp_path_factory.mktemp("calib") / "frames.npz", source, 40)
 
 
+ANY_SPEED = quantize.Bars(min_speedup=0.0)  # tiny graphs: only the error bars decide
+
+
 @pytest.fixture(scope="module")
 def int8_result(tmp_path_factory, source, calib):
-    patch = pytest.MonkeyPatch()
-    patch.setattr(quantize, "MIN_SPEEDUP", 0.0)  # tiny graphs: only the error bars decide
-    try:
-        yield quantize.quantize_package(source.path, tmp_path_factory.mktemp("q") / "int8", calibration=calib,
-                                        threads=1, command="test")
-    finally:
-        patch.undo()
+    return quantize.quantize_package(source.path, tmp_path_factory.mktemp("q") / "int8", calibration=calib,
+                                     threads=1, command="test", bars=ANY_SPEED)
 
 
 def test_int8_package_loads_verified_and_records_its_choices(int8_result, calib, source):
@@ -78,6 +76,7 @@ def test_int8_package_loads_verified_and_records_its_choices(int8_result, calib,
             assert entry["quantization"]["method"] in ("static-qdq", "dynamic", "none")
             assert bool(quantized_ops(graph.path)) == (graph.precision == "int8")
     made = doc["source"]["quantized"]
+    assert made["bars"] == {"cosine_min": 0.99, "argmax_min": 0.98, "min_speedup": 0.0}
     assert made["calibration"]["sha256"]["file"] == file_sha256(str(calib))
     assert made["calibration"]["frames"] == 40
     assert made["from_manifest_sha256"] == file_sha256(str(Path(source.path) / "manifest.yaml"))
@@ -99,7 +98,7 @@ def test_int8_package_runs_in_the_runtime_unchanged(int8_result, source):
     for frame in frames:
         a = fp32_cap.embed_pixels(pixels(source, "caption", frame))
         b = int8_cap.embed_pixels(pixels(int8, "caption", frame))
-        assert quantize.cosine(a, b) >= quantize.COSINE_MIN
+        assert quantize.cosine(a, b) >= quantize.BARS.cosine_min
         assert int8_cap.caption(frame)  # the decoders run on int8 embeddings
     prompts = {"p": "a dog on the street", "q": "two red cars"}
     fp32_scores = Matcher(source, runtime).scores(frames[0], prompts)
@@ -107,16 +106,26 @@ def test_int8_package_runs_in_the_runtime_unchanged(int8_result, source):
     assert max(abs(fp32_scores[k] - int8_scores[k]) for k in prompts) < 0.05
 
 
-def test_graph_kept_float_when_int8_breaks_the_error_bar(tmp_path, source, calib, monkeypatch):
-    monkeypatch.setattr(quantize, "MIN_SPEEDUP", 0.0)
-    monkeypatch.setattr(quantize, "COSINE_MIN", 1.5)  # no int8 output can reach it
-    result = quantize.quantize_package(source.path, tmp_path / "out", calibration=calib, parts=("vision",), threads=1)
+def test_graph_kept_float_when_int8_breaks_the_error_bar(tmp_path, source, calib):
+    bars = quantize.Bars(cosine_min=1.5, min_speedup=0.0)  # no int8 output can reach that cosine
+    result = quantize.quantize_package(source.path, tmp_path / "out", calibration=calib, parts=("vision",), threads=1,
+                                       bars=bars)
     package = ModelPackage.load(str(result.path))
     assert {g.precision for t in package.tasks.values() for g in t.graphs.values()} == {"fp32"}
     vision = [c for c in result.choices if c.role == "vision"]
     assert vision and all("error too large" in c.reason for c in vision)
     assert all(c.reason == "part not asked for" for c in result.choices if c.role != "vision")
     assert file_sha256(package.task("caption").graphs["vision"].path) == source.task("caption").graphs["vision"].sha256
+
+
+def test_decoder_kept_float_when_greedy_tokens_change(tmp_path, source, calib):
+    bars = quantize.Bars(argmax_min=1.5, min_speedup=0.0)  # no decoder can agree on more than every token
+    result = quantize.quantize_package(source.path, tmp_path / "out", calibration=calib, parts=("text",), threads=1,
+                                       bars=bars)
+    steps = [c for c in result.choices if c.role == "decoder_step"]
+    assert len(steps) == 2 and all(c.precision == "fp32" and "error too large" in c.reason for c in steps)
+    assert all("logits_argmax_agreement" in c.errors for c in steps)
+    assert any(c.precision == "int8" for c in result.choices if c.role in ("text", "question", "decoder_init"))
 
 
 def test_calibration_folder_from_the_calibration_tool_is_read(tmp_path, source):
