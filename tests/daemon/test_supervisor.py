@@ -336,6 +336,13 @@ def test_the_probe_tells_a_silent_camera_from_a_talking_one(silent_camera: str, 
         probe(silent_camera, 0.3)
     with pytest.raises(SourceError, match="refused"):
         probe("rtsp://127.0.0.1:%d/x" % closed_port(), 0.3)
+    with socket.socket() as rude:  # closes every connection at once: alive, the decoder judges it
+        rude.bind(("127.0.0.1", 0))
+        rude.listen(4)
+        closer = threading.Thread(target=lambda: rude.accept()[0].close(), daemon=True)
+        closer.start()
+        probe("http://127.0.0.1:%d/video" % rude.getsockname()[1], 2.0)
+        closer.join(5)
 
 
 def test_a_silent_camera_does_not_hold_another_streams_open(silent_camera: str, rtsp_server: RtspServer,

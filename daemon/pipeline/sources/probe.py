@@ -4,8 +4,9 @@ OpenCV serialises FFmpeg opens behind one process-wide lock (and the sail decode
 camera that accepts TCP but never answers would hold every other stream's (re)open for its whole
 open timeout. A probe with a short timeout, outside any decoder lock, turns that camera into a
 `reconnecting` stream within PROBE_TIMEOUT_S and keeps the lock for cameras that talk: RTSP gets an
-OPTIONS request, HTTP a HEAD request (over TLS for rtsps/https); any reply at all, an error
-status or an authentication challenge included, counts as an answer. A camera that answers the
+OPTIONS request, HTTP a HEAD request (over TLS for rtsps/https); any reply at all (an error
+status, an authentication challenge, a closed connection, a failed TLS handshake) counts as an
+answer: only silence, a refused connection or an unknown host fail the probe. A camera that answers the
 probe and then stalls inside the decoder's open can still hold the lock (the residual case).
 """
 import socket
@@ -66,11 +67,10 @@ def probe(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
                 sock = context.wrap_socket(raw, server_hostname=host)
             sock.settimeout(max(0.05, deadline - time.monotonic()))
             sock.sendall(_request(scheme, url, host, urlsplit(url).path))
-            if not sock.recv(1):
-                raise SourceError("closed the connection without an answer")
+            sock.recv(1)  # a reply, or the server closing: it is alive; the decoder judges the rest
     except socket.timeout:
         raise SourceError("no answer within %.1f s" % timeout_s) from None
-    except ssl.SSLError as exc:
-        raise SourceError("TLS handshake failed (%s)" % (exc.reason or type(exc).__name__)) from None
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return  # it answered, if not the way we asked: the decoder reports what it makes of it
     except OSError as exc:
         raise SourceError((exc.strerror or type(exc).__name__).lower()) from None
