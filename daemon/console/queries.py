@@ -15,10 +15,12 @@ from daemon.console.store import DB_NAME, open_connection, parse_time
 MAX_LIMIT = 500
 TIMELINE_MAX_ROWS = 5000
 _WORD = re.compile(r"\w+", re.UNICODE)
+_TAG = re.compile(r"^[a-z]+$")
 
 
-def fts_query(text: str) -> Optional[str]:
-    """User text -> an FTS5 query: every word must appear, the last one as a prefix (typing as you go).
+def fts_query(text: str, stream: Optional[str] = None, kinds: Sequence[str] = ()) -> Optional[str]:
+    """User text -> an FTS5 query: every word must appear, the last one (3+ letters) as a prefix
+    (results while typing), narrowed by the type and stream tags.
 
     Words are quoted, so FTS5 operators typed by a user (NEAR, *, ^, quotes) are plain text.
     """
@@ -26,8 +28,15 @@ def fts_query(text: str) -> Optional[str]:
     if not words:
         return None
     quoted = ['"%s"' % w for w in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
+    if len(words[-1]) >= 3:  # a shorter prefix would merge the lists of half the vocabulary
+        quoted[-1] += "*"
+    query = "text : (%s)" % " ".join(quoted)
+    kinds = [k for k in kinds if _TAG.match(k)]
+    if kinds:
+        query += " AND tags : (%s)" % " OR ".join('"t%s"' % k for k in kinds)
+    if stream:
+        query += ' AND tags : ("s%s")' % stream.encode("utf-8").hex()
+    return query
 
 
 def row_to_event(row: Sequence[Any]) -> Dict[str, Any]:
@@ -56,14 +65,17 @@ class Reader:
         return conn
 
     def _id_range(self, since: Optional[float], until: Optional[float]) -> Tuple[Optional[int], Optional[int]]:
+        """Ids bounding a period: the first event at or after `since`, the last at or before
+        `until` (one index probe each). Ids follow arrival, so a few events recorded out of time
+        order near the bounds may sit outside; the exact `t` test in the query drops them."""
         conn = self._conn()
         low = high = None
         if since is not None:
-            low = conn.execute("SELECT MIN(id) FROM events WHERE t >= ?", (since,)).fetchone()[0]
-            low = low if low is not None else 1 << 62
+            row = conn.execute("SELECT id FROM events WHERE t >= ? ORDER BY t LIMIT 1", (since,)).fetchone()
+            low = max(1, row[0] - 1000) if row is not None else 1 << 62
         if until is not None:
-            high = conn.execute("SELECT MAX(id) FROM events WHERE t <= ?", (until,)).fetchone()[0]
-            high = high if high is not None else 0
+            row = conn.execute("SELECT id FROM events WHERE t <= ? ORDER BY t DESC LIMIT 1", (until,)).fetchone()
+            high = row[0] + 1000 if row is not None else 0
         return low, high
 
     def _filters(self, stream: Optional[str], kinds: Sequence[str], since: Optional[float],
@@ -79,6 +91,12 @@ class Reader:
         if high is not None:
             where.append("e.id <= ?")
             args.append(high)
+        if since is not None:
+            where.append("e.t >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("e.t <= ?")
+            args.append(until)
         if stream:
             where.append("e.stream = ?")
             args.append(stream)
@@ -101,7 +119,7 @@ class Reader:
                since: Optional[float] = None, until: Optional[float] = None,
                before_id: Optional[int] = None, limit: int = 50) -> Dict[str, Any]:
         """Events whose caption / answer / prompt text holds every word of `text`, newest first."""
-        query = fts_query(text)
+        query = fts_query(text, stream, kinds)
         if query is None:
             return {"events": [], "next_before": None}
         limit = max(1, min(limit, MAX_LIMIT))

@@ -40,12 +40,18 @@ _V1 = """
             stream TEXT PRIMARY KEY, boot TEXT, seq INTEGER, first_t REAL, last_t REAL,
             missed INTEGER NOT NULL DEFAULT 0, restarts INTEGER NOT NULL DEFAULT 0
         );
-        CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='id');
+        -- Contentless: the text lives in events. `tags` holds the type and stream as single tokens
+        -- ('tcaption s6761746', the stream's name in hex) so filters narrow the search inside the
+        -- index (posting lists intersected) instead of joining every match of a common word.
+        -- detail=column: no word positions (searches are words, not phrases): a smaller, faster index.
+        CREATE VIRTUAL TABLE events_fts USING fts5(text, tags, content='', detail=column);
         CREATE TRIGGER events_ai AFTER INSERT ON events WHEN new.text IS NOT NULL BEGIN
-            INSERT INTO events_fts(rowid, text) VALUES (new.id, new.text);
+            INSERT INTO events_fts(rowid, text, tags)
+            VALUES (new.id, new.text, 't' || new.type || ' s' || lower(hex(new.stream)));
         END;
         CREATE TRIGGER events_ad AFTER DELETE ON events WHEN old.text IS NOT NULL BEGIN
-            INSERT INTO events_fts(events_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO events_fts(events_fts, rowid, text, tags)
+            VALUES ('delete', old.id, old.text, 't' || old.type || ' s' || lower(hex(old.stream)));
         END;
 """
 

@@ -117,6 +117,12 @@ class Chromium:
         body = await self.evaluate("document.body ? document.body.innerText.slice(0, 1500) : ''")
         raise AssertionError("timed out after %.0f s waiting for %s; page text:\n%s" % (timeout, what, body))
 
+    async def phone(self, width: int = 390, height: int = 844) -> None:
+        """Emulate a phone's screen (width in CSS pixels, touch, mobile viewport) from now on."""
+        self.width, self.height = width, height
+        await self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                        deviceScaleFactor=2, mobile=True)
+
     async def screenshot(self, path: Path, height: Optional[int] = None) -> Path:
         """A PNG of the whole page, or of its top `height` pixels."""
         params: Dict[str, Any] = {"format": "png", "captureBeyondViewport": True}

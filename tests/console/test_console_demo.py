@@ -138,7 +138,13 @@ def test_the_page_shows_caption_match_bar_search_results_and_the_gap(setup, tmp_
                 "search results")
             notice = await page.wait_for("(document.querySelector('.card .notice') || {}).textContent", 30, "the gap")
             shot = await page.screenshot(tmp_path / "console.png")
-            return {"caption": caption, "bars": bars, "results": results, "notice": notice, "shot": shot}
+            await page.phone()
+            await page.goto(console.base + "/?stream=demo")
+            await page.wait_for("document.querySelectorAll('#timeline .bar.match').length", 30, "the page on a phone")
+            overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            await page.screenshot(tmp_path / "console-phone.png", height=1600)
+            return {"caption": caption, "bars": bars, "results": results, "notice": notice, "shot": shot,
+                    "phone_overflow": overflow}
 
     seen = asyncio.run(check())
     captions = {e["event"]["text"] for e in console.json("/api/events?type=caption&limit=500")["events"]}
@@ -147,3 +153,4 @@ def test_the_page_shows_caption_match_bar_search_results_and_the_gap(setup, tmp_
     assert seen["results"] and all("circle" in text for text in seen["results"])
     assert "missed" in seen["notice"]
     assert Path(seen["shot"]).stat().st_size > 10000
+    assert seen["phone_overflow"] <= 0  # nothing wider than a phone's screen: no sideways scrolling
