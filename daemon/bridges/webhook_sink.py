@@ -87,11 +87,14 @@ class WebhookSink:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> int:
-        """Stop after the request in flight (each is bounded by timeout_s); returns events not sent."""
+        """Stop within `timeout` s; a request still in flight then is abandoned and counted as not sent
+        (the thread is a daemon thread). Returns the events not sent."""
         self._stop.set()
         self.queue.wake()
         if self._thread is not None:
-            self._thread.join(timeout + self.settings.timeout_s)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.unsent += 1
         self.unsent += len(self.queue.drain())
         if self.unsent:
             log.warning("webhook %s: %d queued event(s) not sent at shutdown", self.display, self.unsent)

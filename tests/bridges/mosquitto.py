@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -60,7 +60,7 @@ class Mosquitto:
     """Debian's mosquitto with a generated config: anonymous, or a password file, or TLS."""
 
     def __init__(self, folder: Path, users: Optional[Dict[str, str]] = None,
-                 tls: Optional[Dict[str, Path]] = None) -> None:
+                 tls: Optional[Dict[str, Path]] = None, extra: Sequence[str] = ()) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -82,6 +82,7 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         if tls:
             lines += ["cafile %s" % tls["ca.crt"], "certfile %s" % tls["server.crt"], "keyfile %s" % tls["server.key"]]
+        lines += list(extra)
         self.conf = self.folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
