@@ -114,3 +114,44 @@ def test_the_example_config_is_valid_and_loopback_only():
     settings = load_settings(REPO / "config" / "console.yaml", env={})
     assert settings.host == "127.0.0.1" and settings.port == 8080 and settings.auth is None
     assert settings.buses[0].endpoint == "tcp://127.0.0.1:5556"
+
+
+def test_retention_and_the_disk_floor_run_continuously_in_the_console(tmp_path):
+    """A real PUB socket feeds a console whose retention keeps ~2 s and whose disk floor is above
+    any disk: snapshots are skipped (counted), events recorded, and old ones deleted as it runs."""
+    import json
+    import time
+
+    import zmq
+
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    port_bus = pub.bind_to_random_port("tcp://127.0.0.1")
+    port = free_port()
+    config = tmp_path / "console.yaml"
+    config.write_text(yaml.safe_dump({
+        "buses": [{"endpoint": "tcp://127.0.0.1:%d" % port_bus}], "listen": "127.0.0.1:%d" % port,
+        "data_dir": str(tmp_path / "data"), "retention": {"max_age_days": 2.0 / 86400, "check_every_s": 0.5},
+        "snapshots": {"enabled": True, "min_free_mb": 1e12}}))
+    try:
+        with ConsoleProcess(["-c", str(config)], port) as console:
+            seq = 0
+            deadline = time.monotonic() + 60
+            status = {}
+            while time.monotonic() < deadline:
+                seq += 1
+                event = {"schema": 1, "type": "caption", "stream": "s", "seq": seq, "boot": "b", "model": "m",
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "text": "a red circle %d" % seq}
+                pub.send_multipart([b"caption/s", json.dumps(event).encode(), b"\xff\xd8jpeg\xff\xd9"])
+                time.sleep(0.05)  # pacing the publisher, not synchronising: the loop ends on the status
+                status = console.json("/api/status")
+                if status["retention_deleted"] > 0 and status["snapshots_skipped_disk"] > 0:
+                    break
+            assert status["retention_deleted"] > 0 and status["snapshots_skipped_disk"] > 0, status
+            assert status["snapshots_written"] == 0 and status["recorded"] > 0
+            left = [e["event"]["seq"] for e in console.json("/api/events?type=caption&limit=500")["events"]]
+            assert left and min(left) > 1  # the first events are gone, the newest kept
+            assert "snapshots not written" in console.log()
+    finally:
+        pub.close(0)
+        context.term()
