@@ -74,6 +74,7 @@ class MqttSink:
         self._limiter = RateLimiter(60.0)
         self.connects = 0
         self.unsent = 0
+        self._flush_deadline = 0.0
 
     # -- the bus side -----------------------------------------------------------------------------
     def offer(self, item: BusEvent) -> None:
@@ -202,7 +203,7 @@ class MqttSink:
         stale = self.mapper.stale_discovery(message.topic, message.payload)
         if stale is not None:
             log.info("home assistant: removing %s (no longer in the daemon config)", stale[0])
-            client.publish(stale[0], stale[1], qos=self.settings.qos, retain=True)
+            self._publish_one(stale[0], stale[1], self.settings.qos, True)
 
     # -- the sink thread ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -257,7 +258,7 @@ class MqttSink:
         client, qos = self._client, self.settings.qos
         if self._just_connected:
             self._just_connected = False
-            client.publish(self.mapper.bridge_availability, b"online", qos=qos, retain=True)
+            self._publish_one(self.mapper.bridge_availability, b"online", qos, True)
             if self.mapper.discovery is not None and self.settings.home_assistant.daemon_config is not None:
                 client.subscribe("%s/+/+/+/config" % self.settings.home_assistant.discovery_prefix, qos=0)
         sent = False
@@ -273,7 +274,7 @@ class MqttSink:
         with self._lock:
             stats, self._stats_payload = self._stats_payload, None
         if stats is not None:
-            client.publish(self.mapper.stats_topic, stats, qos=0, retain=True)
+            self._publish_one(self.mapper.stats_topic, stats, 0, True)
         return sent
 
     def _publish_bundle(self, messages: Sequence[Message], count: bool = True) -> None:
@@ -281,11 +282,18 @@ class MqttSink:
         if not messages and count:
             self.queue.count_delivered()
         for topic, payload, retain in messages:
-            info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain)
-            if self._early.pop(info.mid, False):
-                self._acked(bundle)
-            else:
-                self._inflight[info.mid] = bundle
+            self._track(self._client.publish(topic, payload, qos=self.settings.qos, retain=retain).mid, bundle)
+
+    def _publish_one(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        """A message outside the queue (availability, stats, discovery clean-up), tracked like the
+        rest so every message id's acknowledgement finds its owner."""
+        self._track(self._client.publish(topic, payload, qos=qos, retain=retain).mid, [1, 0])
+
+    def _track(self, mid: int, bundle: List[int]) -> None:
+        if self._early.pop(mid, False):
+            self._acked(bundle)
+        else:
+            self._inflight[mid] = bundle
 
     def _close(self, open_socket: bool) -> None:
         """Say offline (streams, then the bridge) and disconnect; count what was not delivered."""
