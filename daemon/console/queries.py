@@ -148,7 +148,8 @@ class Reader:
         """Per stream its latest caption, state, stats, snapshot, matches and answers, and its gaps."""
         conn = self._conn()
         found: Dict[str, Dict[str, Any]] = {}
-        for row in conn.execute("SELECT stream, boot, seq, first_t, last_t, missed, restarts FROM streams ORDER BY stream"):
+        for row in conn.execute("SELECT stream, boot, seq, first_t, last_t, missed, restarts"
+                                " FROM streams ORDER BY stream"):
             found[row[0]] = {"stream": row[0], "boot": row[1], "seq": row[2], "first_t": row[3], "last_t": row[4],
                              "missed": row[5], "restarts": row[6], "caption": None, "state": None, "stats": None,
                              "snapshot": None, "matches": [], "answers": [], "last_gap": None}

@@ -56,6 +56,7 @@ class Recorder:
         self.received = 0
         self.malformed = 0
         self.failed_batches = 0
+        self.lost_on_error = 0
         self._limiter = RateLimiter(60.0)
         self._stop = threading.Event()
         self._context = zmq.Context()
@@ -112,6 +113,7 @@ class Recorder:
                     self.store.enforce_retention()
             except Exception:  # one bad batch or a full disk must not end recording
                 self.failed_batches += 1
+                self.lost_on_error += len(pending)
                 pending = []
                 if self._limiter.allow("loop")[0]:
                     log.exception("recorder: batch failed, going on")
@@ -120,7 +122,8 @@ class Recorder:
             try:
                 self._flush(pending)
             except Exception:
-                log.exception("recorder: final batch failed")
+                self.lost_on_error += len(pending)
+                log.exception("recorder: final batch of %d events failed", len(pending))
 
     def _drain(self, sock: zmq.Socket, pending: List[Incoming]) -> None:
         for _ in range(MAX_BATCH):
@@ -159,7 +162,8 @@ class Recorder:
     def status(self) -> Dict[str, Any]:
         counters = self.store.counters
         out: Dict[str, Any] = {"received": self.received, "malformed": self.malformed,
-                               "failed_batches": self.failed_batches, "recording": self.alive}
+                               "failed_batches": self.failed_batches, "lost_on_error": self.lost_on_error,
+                               "recording": self.alive}
         out.update(vars(counters))
         out["snapshot_bytes"] = self.store.snapshot_bytes
         return out

@@ -163,7 +163,7 @@ class ConsoleApp:
         return response
 
     async def _run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_event_loop()
+        loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, lambda: function(*args, **kwargs))
 
     async def index(self, request: web.Request) -> web.StreamResponse:

@@ -109,8 +109,8 @@ class Store:
                  max_age_days: float = 30.0, max_total_mb: float = 2048.0) -> None:
         self.data_dir = Path(data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            (self.data_dir / SNAPSHOT_DIR).mkdir(exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # camera pictures: owner only
+            (self.data_dir / SNAPSHOT_DIR).mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StoreError("data folder %s: %s" % (self.data_dir, exc.strerror or exc)) from None
         self.path = self.data_dir / DB_NAME
