@@ -111,3 +111,48 @@ def test_two_daemons_through_the_relay(tmp_path: Path) -> None:
     assert {(e["source"], e["stream"]) for e in bus_events} == {("box1", "demo"), ("box2", "demo")}
     assert len({e["boot"] for e in bus_events}) == 2
     assert seq_gaps(bus_events) == {}
+
+
+def test_upstream_states_plain_and_refused(tmp_path: Path) -> None:
+    """One plain upstream (up) and one CURVE upstream that does not list the relay's key (refused):
+    both states in the relay's stats message and metrics; the plain box's events still flow."""
+    from daemon.publish.curve import CurveServer
+    from tests.bridges.buses import FakeBus, metric
+    from tests.bridges.mosquitto import free_port, wait_until
+
+    keys = _keys(tmp_path)
+    plain_endpoint, locked_endpoint, bind, port = (free_tcp_endpoint(), free_tcp_endpoint(),
+                                                   free_tcp_endpoint(), free_port())
+    plain = FakeBus(plain_endpoint, source="plain")
+    ctx = zmq.Context()
+    locked = ctx.socket(zmq.XPUB)
+    server = CurveServer(ctx, keys["box1_secret"], tmp_path / "relay_clients")  # lists the console only
+    server.apply(locked)
+    locked.bind(locked_endpoint)
+    config = {"name": "mixed", "stats_every_s": 0.5, "metrics": {"port": port}, "publish": {"bind": bind},
+              "upstreams": [{"connect": locked_endpoint, "curve": {"server_key": str(keys["box1"]),
+                                                                   "client_key_file": str(keys["relay_up_secret"])}},
+                            {"connect": plain_endpoint}]}
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        with RelayProcess(path) as relay, EventCollector(bind) as sub:
+            def states() -> Dict[str, str]:
+                found = [e for e in sub.snapshot() if e.get("type") == "relay"]
+                return {u["connect"]: u["state"] for u in found[-1]["upstreams"]} if found else {}
+
+            sub.wait_for(lambda evs: states() == {locked_endpoint: "refused", plain_endpoint: "up"}, 60)
+            plain.wait_subscriber()
+            sent = plain.event("caption", "cam", text="through", previous=None)
+            sub.wait_for(lambda evs: sent in evs, 20)
+            wait_until(lambda: metric(port, "blipd_relay_upstream_state",
+                                      'state="refused",upstream="%s"' % locked_endpoint) == 1.0, 20,
+                       "the refused state in metrics")
+            relay.proc.terminate()
+            assert relay.proc.wait(15) == 0
+        assert "Traceback" not in relay.log()
+    finally:
+        plain.close()
+        locked.close(0)
+        server.stop()
+        ctx.term()
