@@ -75,11 +75,12 @@ def test_check_good_and_bad(tiny_package: Path, clip: Path, tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     assert "ok:" in out.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text(config.read_text().replace("every_s: 1", "every_s: -1"))
+    entry = stream_entry("a", str(clip), caption={"enabled": True, "every_s": -1})
+    bad.write_text(yaml.safe_dump(base_config(tiny_package, free_tcp_endpoint(), [entry])))
     out = blipd("check", "-c", str(bad))
     assert out.returncode == 2
     lines = _one_line_errors(out.stderr)
-    assert len(lines) == 1 and "bad.yaml:" in lines[0] and "every_s" in lines[0]
+    assert len(lines) == 1 and "bad.yaml:" in lines[0] and "streams[0].caption.every_s" in lines[0], lines
 
 
 def test_keys_writes_private_secret(tmp_path: Path) -> None:
