@@ -25,6 +25,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 CLIENT_QUEUE = 64
 HEARTBEAT_S = 15.0
 EVENT_TYPES = ("caption", "match", "answer", "stream", "stats", "gap")
+_CLOSING = "\0closing"
+"""Queued to a live client when the console stops (None means: you fell behind, resync)."""
 _PERIOD = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECURITY_HEADERS = {
@@ -58,6 +60,14 @@ class LiveHub:
                 queue.put_nowait(None)  # tells the handler: too slow, ask the page to resync
             else:
                 queue.put_nowait(data)
+
+    def close(self) -> None:
+        """End every live stream (shutdown): handlers return instead of waiting for browsers."""
+        for queue in list(self.clients):
+            self.clients.discard(queue)
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(_CLOSING)
 
     def listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[List[Dict[str, Any]]], None]:
         """A callable for the recorder thread."""
@@ -237,6 +247,8 @@ class ConsoleApp:
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
+                if data == _CLOSING:
+                    break
                 if data is None:
                     await response.write(b"event: resync\ndata: {}\n\n")
                     break

@@ -75,6 +75,7 @@ async def _main(settings: ConsoleSettings, store: Store, auth: Optional[Authenti
         await stop.wait()
         notifier.stopping()
         log.info("console: stopping")
+        console.hub.close()
         return 0
     finally:
         await runner.cleanup()
