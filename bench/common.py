@@ -304,11 +304,14 @@ def capture_epoch(iso: str) -> float:
 
 
 class Subscriber:
-    """A SUB socket in a thread. Keeps, for the per-frame marker prompt, (received, captured,
-    latency_ms, stream) of every event; counts all events by type; keeps the latest stats per stream."""
+    """The tests' EventCollector (one SUB thread for tests and benchmarks) feeding a tally that
+    keeps, for the per-frame marker prompt, (received, captured, latency_ms, stream) of every event;
+    counts all events by type; keeps the latest stats per stream."""
 
     def __init__(self, endpoint: str, marker_prompt: str = "p0", keep_frames: bool = True) -> None:
         import zmq
+
+        from tests.daemon_proc import EventCollector
 
         self.endpoint = endpoint
         self.marker = marker_prompt
@@ -322,33 +325,16 @@ class Subscriber:
         self._last_seq: Dict[Tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ctx = zmq.Context()
-        self._thread = threading.Thread(target=self._run, name="bench-sub", daemon=True)
+        self._collector = EventCollector(endpoint, socket_options={zmq.RCVHWM: 100000}, on_event=self._take,
+                                         keep=False)
 
     def __enter__(self) -> "Subscriber":
-        self._thread.start()
+        self._collector.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(5)
-        self._ctx.term()
-
-    def _run(self) -> None:
-        import zmq
-
-        sock = self._ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, 100000)
-        sock.setsockopt_string(zmq.SUBSCRIBE, "")
-        sock.connect(self.endpoint)
-        try:
-            while not self._stop.is_set():
-                if sock.poll(100):
-                    parts = sock.recv_multipart()
-                    self._take(time.time(), json.loads(parts[1].decode("utf-8")))
-        finally:
-            sock.close()
+        self._collector.__exit__(*exc)
 
     def _take(self, received: float, event: Dict[str, Any]) -> None:
         with self._lock:

@@ -84,12 +84,19 @@ class DaemonProcess:
 
 
 class EventCollector:
-    """A SUB socket in a thread collecting every event (JSON part parsed; extra parts kept)."""
+    """A SUB socket in a thread collecting every event (JSON part parsed; extra parts kept): the one
+    subscriber thread of tests and benchmarks (bench/common.py's Subscriber wraps it).
 
-    def __init__(self, endpoint: str, topic: str = "", socket_options: Optional[Dict[int, Any]] = None) -> None:
+    on_event(received epoch s, event) is called in the thread for every event; keep=False stores
+    nothing (a long benchmark's flood), so only on_event sees the events."""
+
+    def __init__(self, endpoint: str, topic: str = "", socket_options: Optional[Dict[int, Any]] = None,
+                 on_event: Optional[Callable[[float, Dict[str, Any]], None]] = None, keep: bool = True) -> None:
         self.endpoint = endpoint
         self.topic = topic
         self._options = socket_options or {}
+        self._on_event = on_event
+        self._keep = keep
         self.events: List[Dict[str, Any]] = []
         self.parts: List[List[bytes]] = []
         self._cond = threading.Condition()
@@ -117,9 +124,14 @@ class EventCollector:
             while not self._stop.is_set():
                 if sock.poll(100):
                     parts = sock.recv_multipart()
+                    received = time.time()
+                    event = json.loads(parts[1].decode("utf-8"))
+                    if self._on_event is not None:
+                        self._on_event(received, event)
                     with self._cond:
-                        self.events.append(json.loads(parts[1].decode("utf-8")))
-                        self.parts.append(parts)
+                        if self._keep:
+                            self.events.append(event)
+                            self.parts.append(parts)
                         self._cond.notify_all()
         finally:
             sock.close()

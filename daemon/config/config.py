@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator
 from typing_extensions import Annotated, Literal
 
 from daemon.config.checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
@@ -228,84 +228,29 @@ class QuestionConfig(_Section):
     _text = field_validator("text", mode="before")(_non_empty_text)
 
 
-@dataclass(frozen=True)
-class ResolvedStream:
-    """Everything one stream runs with, defaults filled in; what the reader and workers receive.
-
-    url is a SecretStr (masked in repr); `secret_url()` is for the decoder only, `display_url` for
-    everything else. The remaining fields mirror StreamConfig and StreamDefaults.
-    """
-
-    name: str
-    url: SecretStr
-    display_url: str
-    is_live: bool
-    decoder: str
-    loop: bool
-    hwaccel: bool
-    sample_every_s: float
-    max_frame_age_s: float
-    scene_change: float
-    max_skip_s: float
-    slot_size: int
-    stall_timeout_s: float
-    open_timeout_s: float
-    read_timeout_s: float
-    backoff_initial_s: float
-    backoff_max_s: float
-    update_every_s: float
-    realtime: bool
-    caption: CaptionSettings
-    prompts: Tuple[PromptConfig, ...]
-    questions: Tuple[QuestionConfig, ...]
-
-    def secret_url(self) -> str:
-        """The real URL, password included: pass it to the decoder and nowhere else."""
-        return self.url.get_secret_value()
-
-    def secrets(self) -> List[str]:
-        """Spellings of this URL's secrets, for `redact_text` on decoder messages."""
-        return url_secrets(self.secret_url())
+def _overrides(model: Any) -> Dict[str, Any]:
+    """Every field of `model` again as an optional per-stream override (None = inherit), with its
+    constraints, for `create_model`: the settings are declared once, in StreamDefaults."""
+    fields: Dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation,) + tuple(info.metadata)]  # type: ignore[misc]
+        fields[name] = (Optional[annotation], Field(None, description=info.description))
+    return fields
 
 
-class StreamConfig(_Section):
-    """`streams[]:` one source, how to decode it, and what to run on it."""
+class _StreamSource(_Section):
+    """What only a stream has: its name, source, decoder and tasks (no inheritable setting)."""
 
     name: str
     url: SecretStr
     decoder: Literal["auto", "opencv", "pyav", "sail"] = "auto"
     loop: bool = False
     hwaccel: bool = False
-    sample_every_s: Optional[Seconds] = None
-    max_frame_age_s: Optional[Seconds] = None
-    scene_change: Optional[Fraction] = None
-    max_skip_s: Optional[Seconds] = None
-    slot_size: Optional[int] = Field(None, ge=1)
-    stall_timeout_s: Optional[Seconds] = None
-    open_timeout_s: Optional[Seconds] = None
-    read_timeout_s: Optional[Seconds] = None
-    backoff_initial_s: Optional[Seconds] = None
-    backoff_max_s: Optional[Seconds] = None
-    update_every_s: Optional[Seconds] = None
-    realtime: Optional[bool] = None
     caption: CaptionSettings = CaptionSettings()
     prompts: Tuple[PromptConfig, ...] = ()
     questions: Tuple[QuestionConfig, ...] = ()
-
-    _name = field_validator("name")(_check_name)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: SecretStr, info: Any) -> SecretStr:
-        return SecretStr(normalize_url(value.get_secret_value(), _context(info).base_dir))
-
-    @field_validator("loop")
-    @classmethod
-    def _loop(cls, value: bool, info: Any) -> bool:
-        url = info.data.get("url")
-        if value and url is not None and is_live_url(url.get_secret_value()):
-            raise ValueError("loop applies to files only, not to live URLs")
-        return value
 
     @property
     def display_url(self) -> str:
@@ -321,16 +266,51 @@ class StreamConfig(_Section):
         """The real URL, password included: pass it to the decoder and nowhere else."""
         return self.url.get_secret_value()
 
+    def secrets(self) -> List[str]:
+        """Spellings of this URL's secrets, for `redact_text` on decoder messages."""
+        return url_secrets(self.secret_url())
+
+
+class ResolvedStream(_StreamSource, StreamDefaults):
+    """Everything one stream runs with, defaults filled in; what the reader and workers receive.
+
+    Its fields are _StreamSource's and StreamDefaults' (declared there, once). url is a SecretStr
+    (masked in repr); `secret_url()` is for the decoder only, `display_url` for everything else.
+    Built by `StreamConfig.resolved` from values already validated; compared field by field by
+    `diff_streams`.
+    """
+
+
+class _StreamConfigBase(_StreamSource):
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr, info: Any) -> SecretStr:
+        return SecretStr(normalize_url(value.get_secret_value(), _context(info).base_dir))
+
+    @field_validator("loop")
+    @classmethod
+    def _loop(cls, value: bool, info: Any) -> bool:
+        url = info.data.get("url")
+        if value and url is not None and is_live_url(url.get_secret_value()):
+            raise ValueError("loop applies to files only, not to live URLs")
+        return value
+
     def resolved(self, defaults: StreamDefaults) -> ResolvedStream:
         """This stream with every setting it does not override taken from `defaults`."""
-        inherited = {name: getattr(self, name) for name in DEFAULT_FIELDS}
-        for name, value in inherited.items():
-            if value is None:
-                inherited[name] = getattr(defaults, name)
-        return ResolvedStream(
-            name=self.name, url=self.url, display_url=self.display_url, is_live=self.is_live,
-            decoder=self.decoder, loop=self.loop, hwaccel=self.hwaccel, caption=self.caption,
-            prompts=self.prompts, questions=self.questions, **inherited)
+        values = {name: getattr(self, name) for name in _StreamSource.model_fields}
+        for name in DEFAULT_FIELDS:
+            override = getattr(self, name)
+            values[name] = getattr(defaults, name) if override is None else override
+        return ResolvedStream.model_construct(**values)
+
+
+StreamConfig = create_model(  # type: ignore[call-overload]
+    "StreamConfig", __base__=_StreamConfigBase, __module__=__name__,
+    __doc__="`streams[]:` one source, how to decode it, and what to run on it; any `defaults:` "
+            "setting may be given here too, overriding the default for this stream (None = inherit).",
+    **_overrides(StreamDefaults))
 
 
 class Settings(_Section):
