@@ -18,8 +18,9 @@ Facts this module is built around:
   open) is defaulted to quiet and OpenCV's log level lowered to errors (unless an operator asked
   for more through OPENCV_LOG_LEVEL), so every failure reaches the journal as one line of ours.
 - grab() stops at the first undecodable packet and a seek does not get it past one: a file that
-  stops before the frame count its header announces is reopened past the damage (seeking one
-  step at a time), so a corrupt region costs its own frames, not the rest of the file.
+  stops before the frame count its header announces is reopened past the damage (seeking ahead in
+  small steps, then doubling ones), so a corrupt region costs about its own frames, not the rest
+  of the file, and a cut one costs a few reopens.
 """
 import os
 import time
@@ -46,7 +47,9 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
 NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
 """Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
 RESUME_STEPS_PER_S = 5
-"""Past a damaged region of a file, reopen this many times per second of video (each costs a seek)."""
+"""A seek past a damaged region skips 1/RESUME_STEPS_PER_S s of video at first ..."""
+LINEAR_RESUMES = 25
+"""... for this many seeks, then twice as far each time."""
 
 
 def _nominal_fps(value: float) -> Optional[float]:
@@ -129,9 +132,12 @@ class OpenCVSource(Source):
         if not (self._is_file and self._frame_count and self._grabbed):
             return False
         step = max(1, int(round((self._fps or 25.0) / RESUME_STEPS_PER_S)))
-        target = self._position
+        target, attempts = self._position, 0
         while target + step < self._frame_count:
             target += step
+            attempts += 1
+            if attempts >= LINEAR_RESUMES:
+                step *= 2  # a long damaged region (or a cut file) costs a few reopens, not one per step
             assert self._cap is not None
             self._cap.release()
             self._cap = cv2.VideoCapture(self._target(), cv2.CAP_FFMPEG, self._params())
