@@ -48,7 +48,7 @@ NOT_VIDEO_FOURCC = {b"ansi", b"bint", b"xbin", b"idf\x00"}
 """Codecs FFmpeg uses to render text files as "video" (its tty/bintext demuxers): not a camera."""
 RESUME_STEPS_PER_S = 5
 """A seek past a damaged region skips 1/RESUME_STEPS_PER_S s of video at first ..."""
-LINEAR_RESUMES = 25
+LINEAR_RESUMES = 100
 """... for this many seeks, then twice as far each time."""
 
 
