@@ -20,7 +20,7 @@ from typing_extensions import Annotated, Literal
 from daemon.config.checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
     LIVE_SCHEMES, check_credential_dir, check_secret_file, cross_checks, is_live_url, normalize_url,
 )
-from daemon.config.errors import Problem, problem_lines, problem_lines_filter, validation_problems
+from daemon.config.errors import Problem, problem_lines, unshadowed, validation_problems
 from daemon.errors import ConfigError
 from blip.redact import redact_url, url_secrets
 from daemon.config.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
@@ -428,7 +428,7 @@ def parse_config(loaded: LoadedYaml, base_dir: Path, credentials_dir: Optional[P
     try:
         settings = Settings.model_validate(loaded.data, context=context)
     except ValidationError as exc:
-        found = problems + problem_lines_filter(validation_problems(exc, loaded, Settings), shadowed)
+        found = problems + unshadowed(validation_problems(exc, loaded, Settings), shadowed)
         raise ConfigError(problem_lines(loaded.source, found)) from None
     settings._source = loaded.source
     settings._source_path = source_path

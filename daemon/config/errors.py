@@ -67,7 +67,7 @@ def validation_problems(exc: ValidationError, loaded: LoadedYaml, root: Type[Bas
     return found
 
 
-def problem_lines_filter(problems: Iterable[Problem], shadowed: Sequence[KeyPath]) -> List[Problem]:
+def unshadowed(problems: Iterable[Problem], shadowed: Sequence[KeyPath]) -> List[Problem]:
     """`problems` less those at or under a `shadowed` path: a value the loader refused (and
     reported) reaches validation as nothing, so what validation says of it is noise."""
     return [p for p in problems if not any(p[1][:len(q)] == q for q in shadowed)]
