@@ -1,5 +1,6 @@
 """The real daemon on the demo clip feeding a real `blipd console`; the API over HTTP, live updates,
-kill -9 and restart, and the page in headless Chromium (screenshot kept as a test artifact).
+kill -9 and restart, a daemon restart, and the page in headless Chromium (screenshots kept as test
+artifacts).
 
 One daemon and one console for the module; tests run in file order and build on each other's
 recording (the page test comes last so it also shows the gap the kill -9 left).
@@ -43,10 +44,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         "retention": {"max_age_days": 7, "max_total_mb": 512}, "snapshots": {"enabled": True, "min_free_mb": 1}}))
     with EventCollector(endpoint) as bus, DaemonProcess(daemon_yaml) as daemon:
         console = ConsoleProcess(["-c", str(console_yaml)], port).start()
+        state = {"console": console, "bus": bus, "daemon": daemon, "data": folder / "data", "config": daemon_yaml}
         try:
-            yield {"console": console, "bus": bus, "daemon": daemon, "data": folder / "data", "args": console.args}
+            yield state
         finally:
             console.stop()
+            if "restarted" in state:
+                state["restarted"].__exit__(None, None, None)
 
 
 def _caption_stream(answer: Dict[str, Any]) -> Any:
@@ -122,8 +126,18 @@ def test_kill_9_loses_nothing_committed_and_the_gap_is_recorded(setup):
     assert gaps and gaps[0]["event"]["missed"] >= 3
 
 
+def test_a_daemon_restart_is_recorded_as_such(setup):
+    console = setup["console"]
+    assert setup["daemon"].terminate(timeout=15) == 0
+    setup["restarted"] = DaemonProcess(setup["config"]).__enter__()
+    answer = console.wait_json("/api/streams", lambda a: a["streams"][0]["restarts"] >= 1, 60, "the restart")
+    assert answer["streams"][0]["boot"] != setup["bus"].snapshot()[0]["boot"]
+    gaps = console.json("/api/events?type=gap")["events"]
+    assert gaps[0]["event"]["kind"] == "restart" and gaps[0]["event"]["previous_boot"]
+
+
 @pytest.mark.skipif(chromium_binary() is None, reason="needs Debian's chromium (make sysdeps)")
-def test_the_page_shows_caption_match_bar_search_results_and_the_gap(setup, tmp_path):
+def test_the_page_shows_caption_match_bar_search_results_gap_and_restart(setup, tmp_path):
     console = setup["console"]
     console.wait_json("/api/search?q=circle&type=match", lambda a: a["events"], 60, "a match")
 
@@ -138,19 +152,24 @@ def test_the_page_shows_caption_match_bar_search_results_and_the_gap(setup, tmp_
                 "search results")
             notice = await page.wait_for("(document.querySelector('.card .notice') || {}).textContent", 30, "the gap")
             shot = await page.screenshot(tmp_path / "console.png")
+            await page.evaluate("document.querySelector('#results .result').click()")
+            opened = await page.wait_for(
+                "(document.querySelector('#detail[open] #detail-body img') || {}).naturalWidth", 30,
+                "a result opened with its snapshot")
             await page.phone()
             await page.goto(console.base + "/?stream=demo")
             await page.wait_for("document.querySelectorAll('#timeline .bar.match').length", 30, "the page on a phone")
             overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             await page.screenshot(tmp_path / "console-phone.png", height=1600)
             return {"caption": caption, "bars": bars, "results": results, "notice": notice, "shot": shot,
-                    "phone_overflow": overflow}
+                    "phone_overflow": overflow, "opened": opened}
 
     seen = asyncio.run(check())
     captions = {e["event"]["text"] for e in console.json("/api/events?type=caption&limit=500")["events"]}
     assert seen["caption"] in captions
     assert seen["bars"] >= 1
     assert seen["results"] and all("circle" in text for text in seen["results"])
-    assert "missed" in seen["notice"]
+    assert "missed" in seen["notice"] and "daemon restarted" in seen["notice"]
+    assert seen["opened"] > 0  # the result's snapshot loaded in the event's dialog
     assert Path(seen["shot"]).stat().st_size > 10000
     assert seen["phone_overflow"] <= 0  # nothing wider than a phone's screen: no sideways scrolling
