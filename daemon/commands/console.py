@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(list(exc.lines), 2)
     setup_logging(getattr(args, "log_level", None) or settings.log_level)
-    from daemon.console.service import serve
+    try:
+        from daemon.console.service import serve
+    except ImportError as exc:  # aiohttp is the `console` extra
+        return _fail(["needs the 'console' extra (pip install 'blipd[console]'): %s" % exc], 2)
 
     try:
         return serve(settings)
