@@ -131,3 +131,53 @@ def test_sighup_while_starting_is_kept_and_applied(tiny_package, clip, tmp_path)
         _write_all(_open_writer(fifo, daemon.proc, 60), yaml.safe_dump(two, sort_keys=False))
         assert daemon.wait_log("reloaded: 1 added, 0 removed, 0 changed, 1 unchanged", 60), daemon.log()
         assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_failed_start_stops_every_thread_it_started(tiny_package, clip, write_config) -> None:
+    """In-process: the metrics port is bound after the publisher and before the engines and
+    streams; its failure raises MetricsError (a DaemonError) and leaves no thread behind."""
+    import threading
+
+    from daemon.config.config import load_config
+    from daemon.errors import DaemonError, MetricsError
+    from daemon.service import Service
+
+    before = set(threading.enumerate())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        settings = load_config(str(write_config(file_config(
+            tiny_package, clip, free_tcp_endpoint(), metrics={"host": "127.0.0.1", "port": busy.getsockname()[1]}))))
+        service = Service(settings)
+        with pytest.raises(MetricsError) as caught:
+            service.start()
+    assert isinstance(caught.value, DaemonError)
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert left == [], left
+
+
+def test_an_engine_that_fails_to_load_stops_the_publisher_and_metrics(tiny_package, clip, write_config) -> None:
+    import threading
+
+    from daemon.config.config import load_config
+    from daemon.errors import ServiceError
+    from daemon.service import Service
+
+    def broken_engine() -> None:
+        raise RuntimeError("no such device\nsecond line")
+
+    before = set(threading.enumerate())
+    settings = load_config(str(write_config(file_config(
+        tiny_package, clip, free_tcp_endpoint(), metrics={"host": "127.0.0.1", "port": free_port()}))))
+    service = Service(settings, engine_factory=broken_engine)
+    with pytest.raises(ServiceError) as caught:
+        service.start()
+    assert str(caught.value) == "cannot load the model: no such device"
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert left == [], left
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
