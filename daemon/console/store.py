@@ -292,6 +292,11 @@ class Store:
             deleted += ids
             if ids == 0:
                 break
+        gone = [row[0] for row in self.conn.execute("SELECT stream FROM streams WHERE last_t < ?", (cutoff,))]
+        if gone:  # streams silent for longer than the history is kept leave the page too
+            self.conn.executemany("DELETE FROM streams WHERE stream = ?", [(name,) for name in gone])
+            for name in gone:
+                self._seqs.pop(name, None)
         if deleted:
             self.conn.execute("PRAGMA incremental_vacuum")
             self.counters.retention_deleted += deleted

@@ -110,6 +110,19 @@ def test_retention_by_age_deletes_events_and_their_snapshots(tmp_path):
     assert [e["event"]["seq"] for e in Reader(tmp_path).events()["events"]] == [3]
     assert len(list((tmp_path / "snapshots").rglob("*.jpg"))) == 1
     assert Reader(tmp_path).search("circle")["events"][0]["event"]["seq"] == 3  # index follows
+    put(store, event(1, t=old, stream="gone"))
+    store.enforce_retention()
+    assert [s["stream"] for s in Reader(tmp_path).streams()] == ["gate"]  # a silent stream leaves the page
+    store.close()
+
+
+def test_streams_of_named_boxes_are_told_apart(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1, source="box-a"), event(1, source="box-b"), jpeg=JPEG)
+    reader = Reader(tmp_path)
+    assert sorted(s["stream"] for s in reader.streams()) == ["box-a/gate", "box-b/gate"]
+    assert len(reader.search("circle", stream="box-a/gate")["events"]) == 1
+    assert reader.snapshot_path(reader.events(stream="box-b/gate")["events"][0]["id"]).startswith("snapshots/box-b_gate/")
     store.close()
 
 
