@@ -56,8 +56,9 @@ MAX_INBOUND_PER_TURN = 1000
 """Subscription messages read from the XPUB socket per loop turn (they are read only to be
 discarded: unread, libzmq would keep queueing them)."""
 
-EVENT_JSON_BYTES = 16 * 1024
-"""Allowance for the topic and JSON of one event when budgeting bytes (a stats event is ~1 KB)."""
+EVENT_JSON_BYTES = 4 * 1024
+"""Allowance for the topic, JSON and Python objects of one queued event when budgeting bytes (a
+stats event's JSON is ~1 KB, a match with a long prompt ~2 KB)."""
 
 MIN_SEND_HWM = 10
 """The byte budget never lowers the socket's high-water mark below this many messages."""
