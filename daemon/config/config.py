@@ -307,10 +307,9 @@ class _StreamConfigBase(_StreamSource):
 
 
 StreamConfig = create_model(  # type: ignore[call-overload]
-    "StreamConfig", __base__=_StreamConfigBase, __module__=__name__,
-    __doc__="`streams[]:` one source, how to decode it, and what to run on it; any `defaults:` "
-            "setting may be given here too, overriding the default for this stream (None = inherit).",
-    **_overrides(StreamDefaults))
+    "StreamConfig", __base__=_StreamConfigBase, __module__=__name__, **_overrides(StreamDefaults))
+StreamConfig.__doc__ = ("`streams[]:` one source, how to decode it, and what to run on it; any `defaults:` "
+                        "setting may be given here too, overriding the default for this stream (None = inherit).")
 
 
 class Settings(_Section):
