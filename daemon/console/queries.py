@@ -190,12 +190,12 @@ class Reader:
         where, args = self._filters(stream, ("caption", "match", "answer", "stream", "gap"), since, until, None)
         rows = self._conn().execute(
             "SELECT %s FROM events e WHERE %s AND (e.type != 'match' OR e.phase != 'update')"
-            " ORDER BY e.id LIMIT ?" % (_COLUMNS, " AND ".join(where)), args + [TIMELINE_MAX_ROWS]).fetchall()
+            " ORDER BY e.id DESC LIMIT ?" % (_COLUMNS, " AND ".join(where)), args + [TIMELINE_MAX_ROWS]).fetchall()
+        rows.reverse()  # the newest TIMELINE_MAX_ROWS when truncated, oldest first
         out: Dict[str, Any] = {"stream": stream, "since": since, "until": until, "captions": [],
                                "matches": [], "answers": [], "outages": [], "gaps": [],
                                "truncated": len(rows) >= TIMELINE_MAX_ROWS}
-        open_matches: Dict[str, Dict[str, Any]] = {}
-        outage: Optional[Dict[str, Any]] = None
+        open_matches, outage = self._ongoing_at(stream, rows[0][0] if rows else None, since)
         for row in rows:
             event = row_to_event(row)
             body, t = event["event"], event["t"]
@@ -215,6 +215,28 @@ class Reader:
         if outage is not None:
             out["outages"].append(outage)
         return out
+
+    def _ongoing_at(self, stream: str, first_id: Optional[int],
+                    since: float) -> Tuple[Dict[str, Dict[str, Any]], Optional[Dict[str, Any]]]:
+        """Matches and an outage that began before the period and were still going at its start
+        (looked for among the stream's last 50,000 events before it)."""
+        conn = self._conn()
+        if first_id is None:
+            first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM events").fetchone()[0])
+        rows = conn.execute(
+            "SELECT %s FROM events e WHERE e.stream = ? AND e.id < ? AND e.id >= ? AND e.t < ?"
+            " AND ((e.type = 'match' AND e.phase IN ('start', 'end')) OR e.type = 'stream')"
+            " ORDER BY e.id DESC LIMIT 500" % _COLUMNS, (stream, first_id, first_id - 50000, since)).fetchall()
+        scratch: Dict[str, Any] = {"matches": [], "outages": []}
+        open_matches: Dict[str, Dict[str, Any]] = {}
+        outage: Optional[Dict[str, Any]] = None
+        for row in reversed(rows):
+            event = row_to_event(row)
+            if event["type"] == "match":
+                self._match_row(scratch, open_matches, event["event"], event)
+            else:
+                outage = self._outage_row(scratch, outage, event["event"], event["t"])
+        return open_matches, outage
 
     @staticmethod
     def _match_row(out: Dict[str, Any], open_matches: Dict[str, Dict[str, Any]], body: Dict[str, Any],

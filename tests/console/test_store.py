@@ -148,3 +148,18 @@ def test_under_the_disk_floor_snapshots_stop_and_events_go_on(tmp_path, caplog):
     assert not list((tmp_path / "snapshots").rglob("*.jpg"))
     assert sum("snapshots not written" in r.getMessage() for r in caplog.records) == 1  # once a minute
     store.close()
+
+
+def test_timeline_shows_what_was_still_going_at_the_start_of_the_period(tmp_path):
+    store = Store(tmp_path)
+    now = time.time()
+    match = {"prompt": "truck", "text": "a red truck", "score": 0.8, "raw_score": 0.8, "peak": 0.9, "duration_s": 0}
+    put(store, event(1, "stream", t=now - 600, state="reconnecting", reason="timeout"),
+        event(2, "match", t=now - 500, phase="start", started=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - 500)), **match),
+        event(3, t=now - 100), event(4, "stream", t=now - 50, state="online"))
+    timeline = Reader(tmp_path).timeline("gate", now - 200, now)
+    assert [(m["prompt"], m["end"]) for m in timeline["matches"]] == [("truck", None)]
+    assert abs(timeline["matches"][0]["start"] - (now - 500)) < 1
+    (outage,) = timeline["outages"]
+    assert outage["state"] == "reconnecting" and abs(outage["end"] - (now - 50)) < 1
+    store.close()
