@@ -219,14 +219,14 @@ class Reader:
     def _ongoing_at(self, stream: str, first_id: Optional[int],
                     since: float) -> Tuple[Dict[str, Dict[str, Any]], Optional[Dict[str, Any]]]:
         """Matches and an outage that began before the period and were still going at its start
-        (looked for among the stream's last 50,000 events before it)."""
+        (looked for among the last 20,000 events before it)."""
         conn = self._conn()
         if first_id is None:
             first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM events").fetchone()[0])
         rows = conn.execute(
             "SELECT %s FROM events e WHERE e.stream = ? AND e.id < ? AND e.id >= ? AND e.t < ?"
             " AND ((e.type = 'match' AND e.phase IN ('start', 'end')) OR e.type = 'stream')"
-            " ORDER BY e.id DESC LIMIT 500" % _COLUMNS, (stream, first_id, first_id - 50000, since)).fetchall()
+            " ORDER BY e.id DESC LIMIT 500" % _COLUMNS, (stream, first_id, first_id - 20000, since)).fetchall()
         scratch: Dict[str, Any] = {"matches": [], "outages": []}
         open_matches: Dict[str, Dict[str, Any]] = {}
         outage: Optional[Dict[str, Any]] = None
