@@ -45,13 +45,17 @@ class Sampler:
     """Per-stream sampling decisions. `every_s=0` keeps every frame; `scene_change=0` disables the gate."""
 
     def __init__(self, every_s: float, scene_change: float = 0.0, max_skip_s: Optional[float] = None,
-                 pending_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 pending_s: float = 0.0, clock: Callable[[], float] = time.monotonic, lockstep: bool = False) -> None:
+        """lockstep: track every frame let through, scene gate or not, so `wait_settled` holds the
+        reader of a `realtime: false` file until the worker is done (one frame of it in flight:
+        in order, whatever the number of workers)."""
         if every_s < 0 or scene_change < 0 or (max_skip_s is not None and max_skip_s < 0):
             raise ValueError("sampler settings must not be negative")
         self.every_s = every_s
         self.scene_change = scene_change
         self.max_skip_s = max_skip_s
         self.pending_s = pending_s
+        self.lockstep = lockstep
         self._clock = clock
         self._next_due: Optional[float] = None
         self._last_t: Optional[float] = None
@@ -61,7 +65,7 @@ class Sampler:
         self._thumb: Optional[np.ndarray] = None
         self._thumb_t = 0.0
         # (key, thumbnail, stream time, monotonic time let through) of frames not yet reported inferred
-        self._pending: Deque[Tuple[Hashable, np.ndarray, float, float]] = collections.deque(maxlen=PENDING)
+        self._pending: Deque[Tuple[Hashable, Optional[np.ndarray], float, float]] = collections.deque(maxlen=PENDING)
         self._hold_open = False
         self._force_at: Optional[float] = None
 
@@ -105,6 +109,9 @@ class Sampler:
         (its index) for a later `inferred(key)` or `discarded(key)`; `task_time` is its time on the
         clock of `force_at`."""
         if self.scene_change <= 0:
+            if self.lockstep:
+                with self._lock:
+                    self._pending.append((key, None, self._now, self._clock()))
             return True
         thumb = _thumbnail(image)
         now, mono = self._now, self._clock()
@@ -146,7 +153,8 @@ class Sampler:
             while self._pending:
                 pending_key, thumb, t, _ = self._pending.popleft()
                 if pending_key == key:
-                    self._thumb, self._thumb_t = thumb, t
+                    if thumb is not None:
+                        self._thumb, self._thumb_t = thumb, t
                     break
             self._settled.notify_all()
 

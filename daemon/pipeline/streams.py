@@ -144,7 +144,7 @@ class StreamSet:
         self._scheduler.add_stream(cfg.name, slot_size=cfg.slot_size, max_frame_age_s=max_age_s)
         self._metrics.watch(counters, lambda name=cfg.name: self._scheduler.depth_of(name))
         state.sampler = sampler = Sampler(cfg.sample_every_s, scene_change=cfg.scene_change, max_skip_s=cfg.max_skip_s,
-                                          pending_s=max_age_s)
+                                          pending_s=max_age_s, lockstep=not paced)
         preprocess = device_preprocess(self._pixel_package, cfg) if self._pixel_package is not None else None
         supervisor = StreamSupervisor(
             source_spec(cfg, self._device, preprocess),

@@ -184,3 +184,13 @@ def test_force_at_lets_frames_through_from_that_task_time_on() -> None:
     sampler.force_at(None)
     sampler.inferred(2)
     assert not sampler.changed(image, 3, 20.0)
+
+
+def test_lockstep_tracks_frames_without_a_scene_gate_too() -> None:
+    """realtime: false with scene_change 0: still one frame in flight, in order."""
+    sampler = Sampler(0.0, scene_change=0.0, lockstep=True)
+    image = np.zeros((36, 64, 3), np.uint8)
+    assert sampler.changed(image, 1) and not sampler.wait_settled(0)
+    sampler.inferred(1)
+    assert sampler.wait_settled(0)
+    assert Sampler(0.0).changed(image, 1) and Sampler(0.0).wait_settled(0)

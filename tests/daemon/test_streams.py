@@ -116,6 +116,8 @@ def test_realtime_false_files_wait_for_room_and_have_no_age_limit(stream_set: St
         frame = scheduler.get(timeout=0.2)
         if frame is not None:
             taken.append(frame.pts_s)
+            assert scheduler.depth_of("cam") == 0, "lockstep: one frame of the stream at a time"
+            stream_set.state_of("cam").sampler.discarded(frame.index)  # as a worker does when done
     assert taken == pytest.approx([0.0, 0.28, 0.52, 0.76, 1.0, 1.28, 1.52, 1.76]), "every point of the pts grid"
     snap = stream_set.counters_for("cam").snapshot()
     assert snap["dropped"]["replaced"] == snap["dropped"]["too_old"] == 0  # type: ignore[index]

@@ -20,8 +20,9 @@ Policy:
   timestamps that go back or leap ahead start a new segment of the sampling grid, counted
   `pts_discontinuities`); with `realtime` they are paced to it so a demo plays at real speed;
   with `realtime: false` the sink waits for room (Scheduler.put(wait=True)), each frame carries
-  its media time (Frame.media_s) and the scene gate decides once the worker settled the previous
-  frame, so the file is read as fast as the workers go and gives the same events at any speed;
+  its media time (Frame.media_s) and the next sampled frame goes on (through the scene gate) once
+  the worker settled the previous one (Sampler lockstep), so the file is read as fast as the
+  workers go and gives the same events at any speed and with any number of workers;
 - undecodable packets are skipped by the sources and counted `undecodable` when the source closes;
 - expected failures log one warning line; an unexpected exception is logged with its traceback the
   first time, then as one line, and handled like a read failure (reconnect).
