@@ -3,8 +3,8 @@
 Readers `put()` and never block: a full slot loses its oldest frame (`replaced`), so a slow model
 sees the newest picture instead of a growing backlog. A file read with `realtime: false` is the
 exception: its reader `put(frame, wait=True)` waits for room instead (every sample point gets
-inferred, the file is read as fast as the workers go), until `release(name)` or `close()`. Workers `get()`: streams are served
-round-robin, one frame per stream per turn, so a busy 30 fps camera cannot starve a 1 fps one;
+inferred, the file is read as fast as the workers go), until `release(name)` or `close()`.
+Workers `get()`: streams are served round-robin, one frame per stream per turn, so a busy 30 fps camera cannot starve a 1 fps one;
 frames older than the stream's `max_frame_age_s` at pick time are skipped (`too_old`). Every frame
 that leaves without being handed out is counted under a drop reason.
 

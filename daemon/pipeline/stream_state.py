@@ -43,7 +43,7 @@ class StreamContext:
             ],
         )
         self.last_frame = None  # type: Optional[object]
-        self.sampler = None  # type: Optional[object]  # daemon.pipeline.sampler.Sampler: told which frames were inferred
+        self.sampler = None  # type: Optional[object]  # the stream's Sampler: told which frames were inferred
         self.snapshot = None  # type: Optional[bytes]
         self.snapshot_frame = None  # type: Optional[object]
         self.next_caption = float("-inf")

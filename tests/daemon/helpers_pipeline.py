@@ -64,7 +64,8 @@ class ScriptedEngine:
 
     def infer(self, frame: np.ndarray, caption: bool = False, prompts: Optional[Mapping[str, str]] = None,
               questions: Optional[Mapping[str, str]] = None, pixels: Any = None) -> EngineResult:
-        asked = tuple(t for t, on in (("caption", caption), ("match", bool(prompts)), ("answer", bool(questions))) if on)
+        wanted = (("caption", caption), ("match", bool(prompts)), ("answer", bool(questions)))
+        asked = tuple(task for task, on in wanted if on)
         self.calls.append(asked)
         for task in asked:
             if task in self.broken:

@@ -111,7 +111,8 @@ def test_realtime_false_files_wait_for_room_and_have_no_age_limit(stream_set: St
     scheduler = stream_set._scheduler  # noqa: SLF001
     taken = []
     deadline = time.monotonic() + 30
-    while stream_set._running["cam"].supervisor.status.state is not SourceState.ENDED or scheduler.depth():  # noqa: SLF001
+    supervisor = stream_set._running["cam"].supervisor  # noqa: SLF001
+    while supervisor.status.state is not SourceState.ENDED or scheduler.depth():
         assert time.monotonic() < deadline, stream_set.summary()
         frame = scheduler.get(timeout=0.2)
         if frame is not None:

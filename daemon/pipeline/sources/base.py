@@ -153,7 +153,8 @@ class Source(abc.ABC):
 
     def _fail(self, why: str) -> SourceError:
         """The one-line error of a failed open: stream, masked URL, why (secrets masked)."""
-        return SourceError("stream %s: cannot open %s: %s" % (self.spec.name, self.spec.display_url, self.spec.clean(why)))
+        spec = self.spec
+        return SourceError("stream %s: cannot open %s: %s" % (spec.name, spec.display_url, spec.clean(why)))
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -220,7 +221,8 @@ def ffmpeg_end_reason(spec: SourceSpec, grabbed: int, frame_count: int, blocked_
             return SourceEnded("stream %s: end of %s after %d%s frames; %d undecodable packet(s) skipped, "
                                "%d frame(s) lost (damaged file?)%s" % (name, where, grabbed, of, skipped, lost, why))
         if detail or (frame_count and grabbed < EARLY_END_RATIO * frame_count):
-            return SourceEnded("stream %s: %s ended early at frame %d%s%s (damaged file?)" % (name, where, grabbed, of, why))
+            return SourceEnded("stream %s: %s ended early at frame %d%s%s (damaged file?)"
+                               % (name, where, grabbed, of, why))
         return SourceEnded("stream %s: end of %s after %d frames" % (name, where, grabbed))
     if blocked_s >= 0.8 * spec.read_timeout_s:
         return SourceError("stream %s: no frame from %s for %.1f s (read timeout)" % (name, where, blocked_s))
