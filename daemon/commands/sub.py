@@ -150,7 +150,11 @@ def _stats_detail(e: Dict[str, Any]) -> str:
     latency = e.get("latency")
     if latency:
         text += " p95 %.0f ms" % latency.get("p95_ms", 0.0)
-    for key, label in (("publish_dropped", "events lost"), ("subscriber_overflows", "subscriber overflows")):
+    for key, label in (("publish_dropped", "events lost"), ("subscriber_overflows", "subscriber overflows"),
+                       ("undecodable", "undecodable"), ("pts_discontinuities", "pts jumps")):
         if e.get(key):  # shown only when something was lost: the usual line stays short
             text += ", %s %s" % (label, e[key])
+    failed_tasks = {task: n for task, n in (e.get("task_failures") or {}).items() if n}
+    if failed_tasks:
+        text += ", failed tasks %s" % " ".join("%s %d" % item for item in sorted(failed_tasks.items()))
     return text

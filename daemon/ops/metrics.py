@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from daemon.counters import DROP_REASONS, StreamCounters
+from daemon.counters import DROP_REASONS, TASK_FAILURES, StreamCounters
 from daemon.errors import MetricsError
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,10 @@ _COUNTERS = (  # StreamCounters name -> (metric name without _total, help)
     ("subscriber_overflows", "blipd_subscriber_overflows",
      "Sends that found a subscriber's queue full (that subscriber misses events until it catches up)"),
     ("reconnects", "blipd_stream_reconnects", "Reconnect attempts"),
+    ("pts_discontinuities", "blipd_pts_discontinuities",
+     "Times a file's timestamps went back or leapt ahead (a new segment of the sampling grid began)"),
+    ("undecodable", "blipd_undecodable",
+     "Damaged packets or frame positions a decoder skipped to go on with the rest of a file"),
 )
 
 
@@ -98,6 +102,8 @@ class _StreamCollector:
         families = {key: CounterMetricFamily(name, doc, labels=["stream"]) for key, name, doc in _COUNTERS}
         dropped = CounterMetricFamily("blipd_frames_dropped", "Frames dropped, by reason",
                                       labels=["stream", "reason"])
+        task_failed = CounterMetricFamily("blipd_task_failures", "Inference calls of one task that failed",
+                                          labels=["stream", "task"])
         depth = GaugeMetricFamily("blipd_queue_depth", "Frames waiting for a worker", labels=["stream"])
         state = GaugeMetricFamily("blipd_stream_state", "1 for the stream's current state",
                                   labels=["stream", "state"])
@@ -108,12 +114,15 @@ class _StreamCollector:
             drops = snap["dropped"]
             for reason in DROP_REASONS:
                 dropped.add_metric([stream, reason], float(drops.get(reason, 0)))  # type: ignore
+            for key in TASK_FAILURES:
+                task_failed.add_metric([stream, key[len("failed_"):]], float(snap.get(key, 0)))  # type: ignore
             if queue_depth is not None:
                 depth.add_metric([stream], float(_safe_depth(stream, queue_depth)))
             for name in STREAM_STATES:
                 state.add_metric([stream, name], 1.0 if name == current else 0.0)
         yield from families.values()
         yield dropped
+        yield task_failed
         yield depth
         yield state
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from typing import (Any, ClassVar, Dict, Literal, Mapping, Optional, Sequence, Tuple, Type, Union,
                     get_args, get_origin)
 
-from daemon.counters import DROP_REASONS
+from daemon.counters import DROP_REASONS, TASK_FAILURES
 
 SCHEMA_VERSION = 1
 
@@ -79,6 +79,16 @@ DropCounts = make_dataclass(
     frozen=True)
 DropCounts.__module__ = __name__
 DropCounts.__doc__ = "Frames dropped since the stream started, by reason (daemon.counters.DROP_REASONS)."
+
+
+TaskFailures = make_dataclass(
+    "TaskFailures",
+    [(name[len("failed_"):], int, _doc("inference calls of the %s task that failed" % name[len("failed_"):]))
+     for name in TASK_FAILURES],
+    frozen=True)
+TaskFailures.__module__ = __name__
+TaskFailures.__doc__ = ("Per task, inference calls that failed since the stream started "
+                        "(daemon.counters.TASK_FAILURES); the others of the frame still publish.")
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,11 @@ class StatsEvent(Event):
         "frames dropped, by reason")
     inferred: int = _doc("frames inferred")
     failed: int = _doc("frames whose inference failed")
+    task_failures: TaskFailures = _doc(  # type: ignore[valid-type]
+        "inference calls that failed, by task")
+    pts_discontinuities: int = _doc(
+        "times the source's timestamps went back or leapt ahead (a new segment of the sampling grid)")
+    undecodable: int = _doc("damaged packets or frame positions the decoder skipped")
     published: int = _doc("events sent")
     publish_dropped: int = _doc("events lost before the socket (queue full or send refused)")
     subscriber_overflows: int = _doc(
@@ -261,6 +276,10 @@ class StatsEvent(Event):
                        decoded=snapshot.get("decoded", 0), sampled=snapshot.get("sampled", 0),
                        dropped=DropCounts(**{r: drops.get(r, 0) for r in DROP_REASONS}),
                        inferred=snapshot.get("inferred", 0), failed=snapshot.get("failed", 0),
+                       task_failures=TaskFailures(**{n[len("failed_"):]: snapshot.get(n, 0)
+                                                     for n in TASK_FAILURES}),
+                       pts_discontinuities=snapshot.get("pts_discontinuities", 0),
+                       undecodable=snapshot.get("undecodable", 0),
                        published=snapshot.get("published", 0),
                        publish_dropped=snapshot.get("publish_dropped", 0),
                        subscriber_overflows=snapshot.get("subscriber_overflows", 0),

@@ -92,6 +92,17 @@ def test_stats_rates_and_latency():
     assert LatencySummary.of([]) is None
 
 
+def test_stats_carry_task_failures_and_source_damage(validator):
+    counters = StreamCounters("demo")
+    counters.add("failed_match", 2)
+    counters.add("undecodable", 3)
+    counters.add("pts_discontinuities", 1)
+    data = StatsEvent.from_counters("demo", counters.snapshot(), {}, 10.0, 0, None).to_dict(STAMP)
+    validator.validate(data)
+    assert data["task_failures"] == {"caption": 0, "match": 2, "answer": 0}
+    assert (data["undecodable"], data["pts_discontinuities"]) == (3, 1)
+
+
 def test_drop_counts_match_counter_reasons():
     assert tuple(DropCounts.__dataclass_fields__) == DROP_REASONS
 

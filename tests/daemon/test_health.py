@@ -164,6 +164,9 @@ def test_metrics_endpoint_shows_stream_counters():
     counters.add("inferred", 3)
     counters.add("publish_dropped", 2)
     counters.drop("too_old", 4)
+    counters.add("failed_answer", 5)
+    counters.add("undecodable", 6)
+    counters.add("pts_discontinuities", 7)
     metrics.watch(counters, queue_depth=lambda: 1)
     metrics.set_state("gate", "reconnecting")
     metrics.observe_inference("caption", 0.2)
@@ -176,6 +179,10 @@ def test_metrics_endpoint_shows_stream_counters():
         assert got[_key("blipd_frames_dropped_total", stream="gate", reason="too_old")] == 4
         assert got[_key("blipd_frames_dropped_total", stream="gate", reason="replaced")] == 0
         assert got[_key("blipd_queue_depth", stream="gate")] == 1
+        assert got[_key("blipd_task_failures_total", stream="gate", task="answer")] == 5
+        assert got[_key("blipd_task_failures_total", stream="gate", task="caption")] == 0
+        assert got[_key("blipd_undecodable_total", stream="gate")] == 6
+        assert got[_key("blipd_pts_discontinuities_total", stream="gate")] == 7
         assert got[_key("blipd_stream_state", stream="gate", state="reconnecting")] == 1
         assert got[_key("blipd_stream_state", stream="gate", state="online")] == 0
         assert got[_key("blipd_inference_seconds_count", task="caption")] == 1
