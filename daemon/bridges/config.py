@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from typing_extensions import Literal
 
+from daemon.config.checks import check_endpoint, check_name
 from daemon.config.errors import validation_lines
 from daemon.config.yaml_loader import LoadedYaml, format_error, load_yaml
 from daemon.errors import ConfigError
 
-_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
 EVENT_TYPES = ("caption", "match", "answer", "stream", "stats")
 
@@ -65,21 +65,6 @@ def _read_secret(path: Optional[Path], env_name: Optional[str], info: Any, what:
     return None
 
 
-def _check_endpoint(value: str) -> str:
-    transport, sep, address = value.partition("://")
-    if not sep or transport not in ("tcp", "ipc", "inproc") or not address:
-        raise ValueError("must be tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    if transport == "tcp" and not re.match(r"^.+:(\d{1,5}|\*)$", address):
-        raise ValueError("a tcp endpoint needs a port: tcp://HOST:PORT")
-    return value
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError("must be 1-64 characters of a-z, 0-9, '_' and '-'")
-    return value
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True, allow_inf_nan=False)
 
@@ -106,7 +91,7 @@ class SourceSettings(_Section):
     connect: str
     curve: Optional[CurveClient] = None
 
-    _endpoint = field_validator("connect")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _endpoint = field_validator("connect")(classmethod(lambda cls, v: check_endpoint(v)))
 
 
 class TlsSettings(_Section):
@@ -253,7 +238,7 @@ class WebhookSettings(_Section):
     _file = field_validator("secret_file")(classmethod(lambda cls, v, info: None if v is None else _credential_path(v, info)))
 
     @model_validator(mode="after")
-    def _secret(self, info: Any) -> "WebhookSettings":
+    def _load_secret(self, info: Any) -> "WebhookSettings":
         if self.secret_file is not None and self.secret_env is not None:
             raise ValueError("secret_file and secret_env: give one")
         self._secret = _read_secret(self.secret_file, self.secret_env, info, "secret")
@@ -285,7 +270,7 @@ class BridgeSettings(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _check_name(value)
+        return check_name(value)
 
     @field_validator("sources")
     @classmethod
@@ -315,7 +300,7 @@ class PublishSide(_Section):
     secret_key_file: Optional[Path] = None
     clients_dir: Optional[Path] = None
 
-    _endpoint = field_validator("bind")(classmethod(lambda cls, v: _check_endpoint(v)))
+    _endpoint = field_validator("bind")(classmethod(lambda cls, v: check_endpoint(v)))
     _paths = field_validator("secret_key_file", "clients_dir")(
         classmethod(lambda cls, v, info: None if v is None else _credential_path(v, info)))
 
@@ -339,7 +324,7 @@ class RelaySettings(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _check_name(value)
+        return check_name(value)
 
     @field_validator("upstreams")
     @classmethod

@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from daemon.bridges.config import MqttSettings
 from daemon.bridges.homeassistant import Discovery, read_daemon_config

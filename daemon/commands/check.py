@@ -2,7 +2,7 @@
 
 Exit 0 when the daemon would start, 2 with one line per problem otherwise.
 """
-from typing import Any, List, TextIO
+from typing import List, TextIO
 
 from daemon.config.config import load_config
 from daemon.service import load_package

@@ -62,6 +62,28 @@ def normalize_url(raw: str, base_dir: Path) -> str:
     return text
 
 
+NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+NAME_RULE = "must be 1-64 characters of a-z, 0-9, '_' and '-'"
+
+
+def check_name(value: str) -> str:
+    """Stream, prompt, question and box names: they become ZeroMQ/MQTT topic parts and ids."""
+    if not NAME_PATTERN.match(value):
+        raise ValueError(NAME_RULE)
+    return value
+
+
+def check_endpoint(value: str, transports: Tuple[str, ...] = ("tcp", "ipc", "inproc")) -> str:
+    """A ZeroMQ endpoint of one of `transports`; a tcp one needs a port (`*` to bind any)."""
+    transport, sep, address = value.partition("://")
+    if not sep or transport not in transports or not address:
+        shapes = {"tcp": "tcp://HOST:PORT", "ipc": "ipc://PATH", "inproc": "inproc://NAME"}
+        raise ValueError("must be " + " or ".join(shapes[t] for t in transports))
+    if transport == "tcp" and not re.match(r"^.+:(\d{1,5}|\*)$", address):
+        raise ValueError("a tcp endpoint needs a port: tcp://HOST:PORT")
+    return value
+
+
 def is_live_url(url: str) -> bool:
     """rtsp(s):// or http(s)://: reconnect forever and watch for stalls, rather than a file."""
     match = _SCHEME.match(url)

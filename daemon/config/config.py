@@ -9,7 +9,6 @@ Secrets: a stream URL is a `SecretStr`, so `repr()`, `str()` and `model_dump_jso
 and events show; `secret_url()` is the one accessor that returns the real URL, for the decoder.
 """
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Union
@@ -18,15 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from typing_extensions import Annotated, Literal
 
 from daemon.config.checks import (  # noqa: F401  (LIVE_SCHEMES, normalize_url: part of this API)
-    LIVE_SCHEMES, check_credential_dir, check_secret_file, cross_checks, is_live_url, normalize_url,
+    LIVE_SCHEMES, check_credential_dir, check_endpoint, check_name, check_secret_file, cross_checks, is_live_url,
+    normalize_url,
 )
 from daemon.config.errors import Problem, problem_lines, unshadowed, validation_problems
 from daemon.errors import ConfigError
 from blip.redact import redact_url, url_secrets
 from daemon.config.yaml_loader import KeyPath, LoadedYaml, format_error, line_of, load_yaml
 
-_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
-_NAME_RULE = "must be 1-64 characters of a-z, 0-9, '_' and '-'"
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -52,12 +50,6 @@ def _context(info: Any) -> _Context:
 def _non_empty_text(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         raise ValueError("must not be empty")
-    return value
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(_NAME_RULE)
     return value
 
 
@@ -130,15 +122,7 @@ class PublishSettings(_Section):
     snapshot: SnapshotSettings = SnapshotSettings()
     curve: Optional[CurveSettings] = None
 
-    @field_validator("bind")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        transport, sep, address = value.partition("://")
-        if not sep or transport not in ("tcp", "ipc", "inproc") or not address:
-            raise ValueError("must be tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-        if transport == "tcp" and not re.match(r"^.+:(\d{1,5}|\*)$", address):
-            raise ValueError("a tcp endpoint needs a port: tcp://HOST:PORT")
-        return value
+    _bind = field_validator("bind")(classmethod(lambda cls, v: check_endpoint(v)))
 
 
 class MetricsSettings(_Section):
@@ -205,7 +189,7 @@ class PromptConfig(_Section):
     cooldown_s: float = Field(0.0, ge=0)
     """Minimum time between a match's `end` and the prompt's next `start`."""
 
-    _id = field_validator("id")(_check_name)
+    _id = field_validator("id")(check_name)
     _text = field_validator("text", mode="before")(_non_empty_text)
 
     @field_validator("exit")
@@ -224,7 +208,7 @@ class QuestionConfig(_Section):
     text: str
     every_s: Seconds = 10.0
 
-    _id = field_validator("id")(_check_name)
+    _id = field_validator("id")(check_name)
     _text = field_validator("text", mode="before")(_non_empty_text)
 
 
@@ -282,7 +266,7 @@ class ResolvedStream(_StreamSource, StreamDefaults):
 
 
 class _StreamConfigBase(_StreamSource):
-    _name = field_validator("name")(_check_name)
+    _name = field_validator("name")(check_name)
 
     @field_validator("url")
     @classmethod
@@ -324,7 +308,7 @@ class Settings(_Section):
     defaults: StreamDefaults = StreamDefaults()
     streams: Tuple[StreamConfig, ...]
 
-    _name = field_validator("name")(_check_name)
+    _name = field_validator("name")(check_name)
     _source: str = PrivateAttr(default="<config>")
     _source_path: Optional[Path] = PrivateAttr(default=None)
     _locations: Dict[KeyPath, Tuple[int, int]] = PrivateAttr(default_factory=dict)

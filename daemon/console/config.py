@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daemon.config.checks import check_secret_file
+from daemon.config.checks import check_endpoint, check_secret_file
 from daemon.config.errors import validation_lines
 from daemon.config.yaml_loader import load_yaml
 from daemon.errors import ConfigError
@@ -97,15 +97,7 @@ class Bus(_Section):
     endpoint: str
     curve: Optional[BusCurve] = None
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        transport, sep, address = value.partition("://")
-        if not sep or transport not in ("tcp", "ipc") or not address:
-            raise ValueError("must be tcp://HOST:PORT or ipc://PATH")
-        if transport == "tcp" and not re.match(r"^.+:\d{1,5}$", address):
-            raise ValueError("a tcp endpoint needs a port: tcp://HOST:PORT")
-        return value
+    _endpoint = field_validator("endpoint")(classmethod(lambda cls, v: check_endpoint(v, ("tcp", "ipc"))))
 
 
 class Retention(_Section):

@@ -6,7 +6,6 @@ config (then SIGHUP to the bridge) gets its discovery config cleared.
 """
 import json
 import signal
-from pathlib import Path
 from typing import Any, Dict
 
 import pytest

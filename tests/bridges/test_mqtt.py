@@ -9,7 +9,7 @@ from typing import Any, Dict
 import pytest
 
 from tests.bridges.buses import BridgeProcess, FakeBus, free_endpoint
-from tests.bridges.mosquitto import Mosquitto, MqttReader, wait_until
+from tests.bridges.mosquitto import Mosquitto, MqttReader
 
 pytestmark = pytest.mark.integration
 

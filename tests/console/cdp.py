@@ -7,7 +7,6 @@ import asyncio
 import base64
 import itertools
 import json
-import os
 import re
 import shutil
 import subprocess
