@@ -19,7 +19,7 @@ RUNTIME_EXCLUDE := 'blip/(export|demo)/'
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[onnx,cv]'
+	$(PIP) install -q -e '.[onnx,cv,console]'
 	touch $@
 
 $(VENV)/.test: pyproject.toml
@@ -41,7 +41,6 @@ sysdeps:
 # The console records the demo's events and serves the page (its address is printed first);
 # Ctrl-C stops the daemon, then the trap stops the console.
 demo: venv
-	@$(PY) -c 'import aiohttp' 2>/dev/null || $(PIP) install -q -e '.[onnx,cv,console]'
 	@$(VENV)/bin/blipd --log-level warning console --sub tcp://127.0.0.1:5556 \
 		--data "$${XDG_STATE_HOME:-$$HOME/.local/state}/blipd-console-demo" & console=$$!; \
 	trap 'kill $$console 2>/dev/null; wait $$console 2>/dev/null' EXIT INT TERM; \
