@@ -284,8 +284,9 @@ def record_feeds(package: ModelPackage, runtime: Runtime, held_out: Mapping[int,
 
 
 def _preprocessed(src: Path, work: Path) -> Path:
-    """ONNX Runtime's recommended pre-pass (shape inference, constant folding); the graph itself
-    where it fails (symbolic shape inference refuses some dynamic graphs)."""
+    """ONNX Runtime's recommended pre-pass (graph optimisation, ONNX shape inference); the graph
+    itself where it fails. Its symbolic shape inference is skipped: it refuses our text graphs'
+    dynamic shapes and, when it fails, leaves temporary files in the current directory."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = work / ("pre-%s-%s" % (src.parent.name, src.name))
@@ -293,7 +294,7 @@ def _preprocessed(src: Path, work: Path) -> Path:
     if out.exists() or failed.exists():  # the candidates of one graph share the pre-pass
         return src if failed.exists() else out
     try:
-        quant_pre_process(str(src), str(out))
+        quant_pre_process(str(src), str(out), skip_symbolic_shape=True)
         return out
     except Exception as exc:  # the pre-pass raises assorted errors; the graph is still usable
         log.info("%s: quantization pre-pass skipped (%s)", src.name, str(exc).splitlines()[0] if str(exc) else exc)
