@@ -380,10 +380,12 @@ def time_graphs(graphs: Sequence[Graph], feeds: Sequence[Mapping[str, np.ndarray
 
 def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarray]], runtime: Runtime,
            candidates: Mapping[str, Callable[[Path], None]], work: Path, bars: Bars = BARS) -> Optional[Path]:
-    """Try each candidate; fill `choice`; the chosen int8 file, or None to keep the fp32 graph."""
+    """Make every candidate, check its error, then time fp32 and all candidates in one loop (taking
+    turns, so load from other processes cannot favour one); fill `choice` and return the chosen
+    int8 file, or None to keep the fp32 graph."""
     fp32 = runtime.load(str(src))
     ref = [fp32.run(f) for f in feeds]
-    best: Optional[Tuple[float, str, Path, Dict[str, float], float, float]] = None
+    made: List[Tuple[str, Path, Graph, Dict[str, float]]] = []
     notes = []
     for method, make in candidates.items():
         out = work / ("%s-%s-%s" % (method, choice.role, src.name))
@@ -394,12 +396,18 @@ def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarr
             log.warning("%s %s: %s int8 failed: %s", choice.file, choice.role, method, str(exc).splitlines()[0] if str(exc) else exc)
             notes.append("%s failed" % method)
             continue
-        errors = compare_outputs(ref, [graph.run(f) for f in feeds])
-        fp32_ms, int8_ms = time_graphs([fp32, graph], feeds)
+        made.append((method, out, graph, compare_outputs(ref, [graph.run(f) for f in feeds])))
+    if not made:
+        fp32.close()
+        choice.reason = "; ".join(notes) + ": kept float"
+        return None
+    times = time_graphs([fp32] + [graph for _, _, graph, _ in made], feeds)
+    best: Optional[Tuple[float, str, Path]] = None
+    for (method, out, graph, errors), int8_ms in zip(made, times[1:]):
         graph.close()
-        speed = fp32_ms / int8_ms
+        speed = times[0] / int8_ms
         log.info("%s %s: %s int8 %.2fx fp32 (%.1f vs %.1f ms), %s", choice.file, choice.role, method, speed,
-                 int8_ms, fp32_ms, ", ".join("%s %.4f" % kv for kv in errors.items()))
+                 int8_ms, times[0], ", ".join("%s %.4f" % kv for kv in errors.items()))
         if not bars.passes(errors):
             notes.append("%s error too large (%.2fx)" % (method, speed))
         elif speed < bars.min_speedup:
@@ -407,17 +415,16 @@ def choose(choice: GraphChoice, src: Path, feeds: Sequence[Mapping[str, np.ndarr
         else:
             notes.append("%s %.2fx" % (method, speed))
             if best is None or speed > best[0]:
-                best = (speed, method, out, errors, fp32_ms, int8_ms)
-        if best is None or best[1] != method:
-            choice.errors, choice.fp32_ms, choice.int8_ms, choice.method = errors, fp32_ms, int8_ms, method
+                best = (speed, method, out)
+        if best is None or best[1] == method:  # the chosen one, else the last measured
+            choice.errors, choice.fp32_ms, choice.int8_ms, choice.method = errors, times[0], int8_ms, method
     fp32.close()
     if best is None:
         choice.precision, choice.reason = PRECISION_FP32, "; ".join(notes) + ": kept float"
         return None
-    _, choice.method, out, choice.errors, choice.fp32_ms, choice.int8_ms = best
     choice.precision = PRECISION_INT8
     choice.reason = "fastest int8 within the error bars: " + "; ".join(notes)
-    return out
+    return best[2]
 
 
 # ------------------------------------------------------------------------------ package
