@@ -18,10 +18,8 @@ CLI: `python -m blip.export.seed static SRC OUT [--prompts P] [--questions Q]` a
 """
 import argparse
 import logging
-import os
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
