@@ -59,8 +59,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # The demo package's int8 sibling (docs/model-package.md): calibration frames from the demo clip,
-# then `blipd quantize`, each graph measured; ~1 min on 2 cores. Not committed: with the graphs
-# it keeps float it does not stay within 25 MB beside models/demo.
+# then `blipd quantize`, each graph measured; 20-30 s on 2 cores. Not committed: beside models/demo
+# it takes 24-26 MB depending on which graphs the measurement keeps float, over the 25 MB budget.
 .PHONY: demo-int8
 demo-int8: venv
 	$(PIP) install -q 'onnx>=1.14'
