@@ -63,7 +63,7 @@ clean:
 # it takes 24-26 MB depending on which graphs the measurement keeps float, over the 25 MB budget.
 .PHONY: demo-int8
 demo-int8: venv
-	$(PIP) install -q 'onnx>=1.14'
+	$(PIP) install -q -e '.[onnx,cv,console,quantize]'
 	rm -rf build/demo-calib models/demo-int8
 	$(PY) -m blip.export.calibration --package models/demo --video samples/demo.mp4 --count 64 --out build/demo-calib
 	$(VENV)/bin/blipd quantize models/demo --out models/demo-int8 --calibration build/demo-calib
