@@ -126,9 +126,11 @@ class StreamSet:
             status = self._running[name].supervisor.status
             stream_logger(__name__, name).info("reload: restarting stream %s (it was %s: %s)", name,
                                                status.state.value, status.reason)
+        with self._lock:  # a restarted stream's rates go on from its last stats event, not from boot
+            bases = {name: self._running[name].stats_snapshot for name in to_stop if name in self._running}
         self._stop_many(to_stop, stop_timeout)
         for name in to_start:
-            self._start(wanted[name])
+            self._start(wanted[name], bases.get(name))
         return revived
 
     def _is_revivable(self, name: str) -> bool:
@@ -136,7 +138,9 @@ class StreamSet:
             running = self._running.get(name)
         return running is not None and running.supervisor.status.state in REVIVABLE
 
-    def _start(self, cfg: ResolvedStream) -> None:
+    def _start(self, cfg: ResolvedStream, stats_base: Optional[Dict[str, object]] = None) -> None:
+        """stats_base: the counters as the stream's last stats event saw them (its counters outlive
+        a restart); None: as they are now, so the first stats event's rates count only new frames."""
         counters = self.counters_for(cfg.name)
         state = StreamContext(cfg, counters, update_every_s=cfg.update_every_s)
         paced = cfg.is_live or cfg.realtime
@@ -154,8 +158,10 @@ class StreamSet:
             self._on_state,
             policy=supervisor_policy(cfg),
         )
+        running = _Running(cfg, state, supervisor)
+        running.stats_snapshot = counters.snapshot() if stats_base is None else stats_base
         with self._lock:
-            self._running[cfg.name] = _Running(cfg, state, supervisor)
+            self._running[cfg.name] = running
         stream_logger(__name__, cfg.name).info("starting stream %s (%s)", cfg.name, cfg.display_url)
         supervisor.start()
 

@@ -122,3 +122,21 @@ def test_realtime_false_files_wait_for_room_and_have_no_age_limit(stream_set: St
     assert taken == pytest.approx([0.0, 0.28, 0.52, 0.76, 1.0, 1.28, 1.52, 1.76]), "every point of the pts grid"
     snap = stream_set.counters_for("cam").snapshot()
     assert snap["dropped"]["replaced"] == snap["dropped"]["too_old"] == 0  # type: ignore[index]
+
+
+def test_stats_rates_after_a_restart_count_only_the_frames_since_the_last_stats(
+        stream_set: StreamSet, clips: Dict[str, Path], tmp_path: Path) -> None:
+    """Defect: a stream restarted by a reload began with an empty stats base while its counters
+    go on, so its next stats event's fps_in counted every frame since boot."""
+    stream_set._publisher.latency_summary = lambda name: None  # type: ignore[attr-defined]  # noqa: SLF001
+    config = write(tmp_path / "blipd.yaml", clips["short"])
+    settings = load_config(config)
+    stream_set.apply(settings)
+    wait_state(stream_set, "cam", SourceState.ENDED)
+    (first,) = stream_set.stats_events(1.0)
+    assert first.fps_in == 10
+    assert stream_set.apply(settings, diff_streams(settings, settings)) == ["cam"]
+    wait_state(stream_set, "cam", SourceState.ENDED)
+    (second,) = stream_set.stats_events(1.0)
+    assert second.decoded == 20
+    assert second.fps_in == 10, "the 10 frames of the replay only"
