@@ -335,8 +335,9 @@ class Publisher:
         except zmq.Again:
             self._count(stream, "publish_dropped")
             return
-        except (ValueError, TypeError, zmq.ZMQError) as exc:
-            log.error("stream %s: %s event seq %d not sent: %s", stream, item.event.TYPE, item.seq, exc)
+        except Exception as exc:  # whatever it is, this event only: the thread serves the rest
+            log.error("stream %s: %s event seq %d not sent: %s", stream, item.event.TYPE, item.seq, exc,
+                      extra={"stream": stream})
             self._count(stream, "publish_dropped")
             return
         self._count(stream, "published")

@@ -1,4 +1,5 @@
 """Publisher against real SUB sockets: sequence numbers, snapshots, never blocking, drops counted."""
+import dataclasses
 import json
 import time
 from typing import Dict, List, Optional
@@ -367,3 +368,27 @@ def test_a_stopped_subscriber_pins_a_bounded_number_of_snapshot_bytes(context, c
         stuck.close()
         publisher.stop(timeout=1.0)
     assert counters.get("demo", "subscriber_overflows") >= 1
+
+
+class _Unwritable(CaptionEvent):
+    """An event whose JSON cannot be built for a reason the publisher does not foresee."""
+
+    def to_json(self, stamp):  # type: ignore[no-untyped-def]
+        raise RuntimeError("cannot write this event")
+
+
+def test_an_event_that_cannot_be_written_is_counted_and_the_publisher_goes_on(context, publisher, counters):
+    """Defect: an exception other than ValueError/TypeError/ZMQError ended the publisher thread;
+    every later event then filled the queue and was dropped."""
+    sock = sub_socket(context, publisher.endpoint, topics=("caption/", "stream/probe"))
+    try:
+        wait_joined(publisher, sock)
+        good = caption(1)
+        bad = _Unwritable(**{f.name: getattr(good, f.name) for f in dataclasses.fields(good) if f.init})
+        assert publisher.publish(bad)
+        assert publisher.publish(caption(2))
+        (parts,) = recv_events(sock, "demo", 1)
+    finally:
+        sock.close()
+    assert json.loads(parts[1])["seq"] == 2, "the unwritable event leaves its gap in seq"
+    wait_for(lambda: counters.get("demo", "publish_dropped") == 1, "the unwritable event counted dropped")
