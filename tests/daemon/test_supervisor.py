@@ -426,3 +426,24 @@ def test_realtime_false_hands_on_every_sample_point_to_a_slow_consumer(clips: Di
     assert [f.media_s for f in taken] == [f.pts_s for f in taken]
     snap = counters.snapshot()
     assert sum(snap["dropped"].values()) == snap["dropped"]["not_sampled"] == 40  # type: ignore[union-attr]
+
+
+def test_realtime_false_a_frame_waiting_for_the_worker_at_stop_is_counted_shutdown(
+        clips: Dict[str, Path], started: List[StreamSupervisor]) -> None:
+    """Defect: a sampled frame the reader held while waiting for the worker to settle the previous
+    one was given up at stop without a drop reason (sampled, then nothing)."""
+    rec = Recorder()
+    counters = StreamCounters("clip")
+    sampler = Sampler(0.0, lockstep=True)  # the worker never reports: the 2nd frame waits
+    sup = StreamSupervisor(file_spec(clips["short"]), sampler, rec.sink, counters, rec.on_state, FAST)
+    started.append(sup)
+    sup.start()
+    deadline = time.monotonic() + 30
+    while counters.get("sampled") < 2:
+        assert time.monotonic() < deadline, "the reader never sampled a second frame"
+        time.sleep(0.01)  # polling the reader thread's counters
+    assert sup.stop(timeout=10)
+    snap = counters.snapshot()
+    assert len(rec.frames) == 1
+    assert snap["dropped"]["shutdown"] == 1  # type: ignore[index]
+    assert snap["sampled"] == len(rec.frames) + snap["dropped"]["shutdown"]  # type: ignore[index]

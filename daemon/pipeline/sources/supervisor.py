@@ -309,6 +309,7 @@ class StreamSupervisor:
         if media_s is not None:  # the gate decides on what the worker made of the previous frame
             while not self._sampler.wait_settled(SETTLE_POLL_S):
                 if self._stop.is_set():
+                    self._counters.drop("shutdown")  # sampled, never handed on
                     return
         if not self._sampler.changed(image, index, now if media_s is None else media_s):
             self._counters.drop("unchanged")
