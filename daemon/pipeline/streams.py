@@ -179,8 +179,16 @@ class StreamSet:
             t.join(max(0.0, deadline - time.monotonic()))
         for r in running:
             self._scheduler.remove_stream(r.config.name)
-            with r.state.lock:  # waits for a worker finishing a frame of this stream
-                self._emitter.end_matches(r.state, r.state.last_frame, time.time())
+            # waits for a worker finishing a frame of this stream, but not for a wedged inference
+            if r.state.lock.acquire(timeout=max(0.1, deadline - time.monotonic())):
+                try:
+                    self._emitter.end_matches(r.state, r.state.last_frame, time.time())
+                finally:
+                    r.state.lock.release()
+            else:
+                stream_logger(__name__, r.config.name).warning(
+                    "stream %s: a worker is still busy with one of its frames; its active matches are not ended",
+                    r.config.name)
             self._metrics.unwatch(r.config.name)
 
     def stop_all(self, timeout: float) -> None:

@@ -140,3 +140,20 @@ def test_stats_rates_after_a_restart_count_only_the_frames_since_the_last_stats(
     (second,) = stream_set.stats_events(1.0)
     assert second.decoded == 20
     assert second.fps_in == 10, "the 10 frames of the replay only"
+
+
+def test_stopping_does_not_wait_forever_for_a_wedged_worker(stream_set: StreamSet, clips: Dict[str, Path],
+                                                             tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Defect: stop waited without a timeout for the stream's lock, which a worker holds for as
+    long as an inference runs: one wedged inference kept SIGTERM from ever finishing."""
+    stream_set.apply(load_config(write(tmp_path / "blipd.yaml", clips["short"])))
+    wait_state(stream_set, "cam", SourceState.ENDED)
+    state = stream_set.state_of("cam")
+    assert state is not None
+    assert state.lock.acquire(timeout=5)  # a worker stuck in inference on one of its frames
+    try:
+        stream_set.stop_all(timeout=0.5)
+    finally:
+        state.lock.release()
+    assert stream_set.names() == []
+    assert any("still busy" in r.getMessage() for r in caplog.records)
