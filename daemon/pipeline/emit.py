@@ -70,6 +70,10 @@ class Emitter:
         return min(known) + self.heartbeat_s if known else None
 
     def end_matches(self, state: StreamContext, frame: Optional[Frame], wall_time: float) -> None:
-        """End every active match of a stream that stops or ends (the last frame, if any, gives the time)."""
+        """End every active match of a stream that stops or ends at `wall_time` (now); a file
+        read with `realtime: false` ends them at its last frame's time instead, since its frame
+        times run ahead of the time of day (start + media time) and its matches started on them."""
+        if frame is not None and frame.media_s is not None:
+            wall_time = frame.wall_time
         for phase in state.trackers.end_all(wall_time):
             self._publisher.publish(MatchEvent.from_phase(frame, phase, stream=state.name))

@@ -2,7 +2,8 @@
 even if unchanged; matches go through the trackers; a snapshot is encoded once per frame."""
 import numpy as np
 
-from tests.daemon.helpers_pipeline import Recorder, context, emitter, frame, settings
+from daemon.pipeline.frames import Frame
+from tests.daemon.helpers_pipeline import IMAGE, Recorder, context, emitter, frame, settings
 
 
 def test_a_caption_publishes_on_change_and_on_heartbeat() -> None:
@@ -111,3 +112,24 @@ def test_media_time_drives_heartbeats_of_a_file_read_fast() -> None:
     for i in range(25):  # 25 media seconds read in 25 ms
         emit.caption(state, frame(i, 0.001 * i, media=float(i)), "same")
     assert [e.frame for e in publisher.of("caption")] == [0, 10, 20]
+
+
+def test_an_ended_fast_read_file_ends_its_matches_on_its_own_clock() -> None:
+    """Defect: end_matches used the time of day, which a file read faster than real time (frame
+    times = start + media time) is far behind: the end's duration_s was 0 and it came before
+    `started`."""
+    cfg = settings()
+    publisher = Recorder()
+    state, _ = context(cfg)
+    emit = emitter(cfg, publisher)
+
+    def media_frame(index: int, media: float, mono: float) -> Frame:
+        return Frame("cam", index, media, 1000.0 + media, mono, IMAGE, {}, media)
+
+    emit.matches(state, media_frame(0, 0.0, 0.0), {"thing": 0.9})
+    last = media_frame(50, 50.0, 0.5)  # 50 s of video read in 0.5 s
+    emit.matches(state, last, {"thing": 0.9})
+    emit.end_matches(state, last, 1000.5)  # the time of day at the end
+    end = publisher.of("match")[-1]
+    assert end.phase == "end"
+    assert end.duration_s == 50.0
