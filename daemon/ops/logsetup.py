@@ -53,13 +53,26 @@ class RedactFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
-            text = str(record.exc_info[1])
-            if redact_text(text, self.secrets) != text:
-                # The exception text holds a secret: keep the type, drop the text.
+            if self._holds_secret(record.exc_info[1]):
+                # An exception text of the traceback holds a secret: keep the type, drop the text.
                 record.msg = "%s (%s; details withheld: they held a secret)" % (record.msg, type(record.exc_info[1]).__name__)
                 record.exc_info = None
                 record.exc_text = None
         return True
+
+
+    def _holds_secret(self, exc: BaseException) -> bool:
+        """Whether the text of `exc` or of any exception the traceback prints with it (its cause
+        or context, `raise ... from ...`) holds a URL password or a known secret."""
+        seen = set()
+        current: Optional[BaseException] = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            text = str(current)
+            if redact_text(text, self.secrets) != text:
+                return True
+            current = current.__cause__ or current.__context__
+        return False
 
 
 def set_level(level: str) -> None:

@@ -59,6 +59,22 @@ def test_an_exception_whose_text_holds_a_secret_loses_its_text(output: io.String
     assert "Traceback" not in text
 
 
+def test_a_secret_in_a_chained_exception_is_withheld_too(output: io.StringIO) -> None:
+    """Defect: only the outermost exception's text was checked; the traceback also prints its
+    cause (`raise ... from exc`) and context, whose text may hold the URL's password."""
+    setup_logging("info", secrets=[SECRET], stream=output)
+    try:
+        try:
+            raise OSError("cannot open rtsp://viewer:%s@cam/s" % SECRET)
+        except OSError as exc:
+            raise RuntimeError("the decoder gave up") from exc
+    except RuntimeError:
+        logging.getLogger("blipd.test").exception("stream failed")
+    text = output.getvalue()
+    assert SECRET not in text
+    assert "stream failed (RuntimeError; details withheld: they held a secret)" in text
+
+
 def test_added_secrets_are_redacted_and_the_old_ones_kept(output: io.StringIO) -> None:
     redactor = setup_logging("info", secrets=[SECRET], stream=output)
     log = logging.getLogger("blipd.test")
