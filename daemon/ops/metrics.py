@@ -17,9 +17,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from daemon.counters import DROP_REASONS, TASK_FAILURES, StreamCounters
 from daemon.errors import MetricsError
 
+from daemon.states import STREAM_STATES
+
 log = logging.getLogger(__name__)
 
-from daemon.states import STREAM_STATES  # noqa: E402  (one definition for every layer)
+REQUEST_TIMEOUT_S = 10.0
+"""A scrape connection that sends nothing for this long is closed: each one holds a thread."""
 
 _COUNTERS = (  # StreamCounters name -> (metric name without _total, help)
     ("decoded", "blipd_frames_decoded", "Frames decoded"),
@@ -138,8 +141,17 @@ def _safe_depth(stream: str, queue_depth: Callable[[], int]) -> int:
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that timed out or hung up is not worth a traceback on stderr (the default)."""
+        log.debug("metrics: request from %s failed", client_address, exc_info=True)
+
 
 class _QuietHandler(WSGIRequestHandler):
+    def setup(self) -> None:
+        """A read timeout on the connection: without one an idle client holds its thread forever."""
+        self.timeout = REQUEST_TIMEOUT_S
+        super().setup()
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Scrapes every few seconds would flood stderr."""
 

@@ -197,3 +197,17 @@ def test_metrics_endpoint_shows_stream_counters():
 def test_metrics_port_zero_is_disabled_and_instances_are_independent():
     assert Metrics().serve("127.0.0.1", 0) is None
     Metrics()  # a second instance must not collide with the first (no global registry)
+
+
+def test_a_metrics_client_that_sends_nothing_is_disconnected(monkeypatch):
+    """Defect: a connection that never sent its request held a server thread forever (no read
+    timeout), so idle connections could pile up threads without bound."""
+    from daemon.ops import metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "REQUEST_TIMEOUT_S", 0.5)
+    server = MetricsServer(Metrics().registry, "127.0.0.1", 0)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
+            assert idle.recv(1) == b"", "the server closes the idle connection"
+    finally:
+        server.close()
