@@ -15,11 +15,11 @@ from typing import (Any, ClassVar, Dict, Literal, Mapping, Optional, Sequence, T
                     get_args, get_origin)
 
 from daemon.counters import DROP_REASONS, TASK_FAILURES
+from daemon.states import StreamStateName  # the one list of stream states
 
 SCHEMA_VERSION = 1
 
 MatchPhaseName = Literal["start", "update", "end"]
-from daemon.states import StreamStateName  # noqa: E402  (the one list of stream states)
 
 _ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _STREAM_PATTERN = r"^[a-z0-9_-]+$"
