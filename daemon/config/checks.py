@@ -90,8 +90,6 @@ def is_live_url(url: str) -> bool:
     return match is not None and match.group(1).lower() in LIVE_SCHEMES
 
 
-
-
 def check_secret_file(path: Path) -> None:
     """Raise ValueError naming `path` (never its content) unless it is a private, readable file."""
     try:
