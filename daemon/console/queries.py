@@ -14,8 +14,12 @@ from daemon.console.store import DB_NAME, open_connection, parse_time
 
 MAX_LIMIT = 500
 TIMELINE_MAX_ROWS = 5000
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)  # FTS5's unicode61 splits at "_": "a_b" would be a phrase
 _TAG = re.compile(r"^[a-z]+$")
+
+
+class SearchError(ValueError):
+    """Text the index cannot search for (a word FTS5 splits where Python does not); the API answers 400."""
 
 
 def fts_query(text: str, stream: Optional[str] = None, kinds: Sequence[str] = ()) -> Optional[str]:
@@ -127,7 +131,13 @@ class Reader:
         where = [w.replace("e.id", "f.rowid", 1) if w.startswith("e.id") else w for w in where]
         sql = ("SELECT %s FROM events_fts f JOIN events e ON e.id = f.rowid WHERE events_fts MATCH ? %s"
                " ORDER BY f.rowid DESC LIMIT ?") % (_COLUMNS, "".join(" AND " + w for w in where))
-        rows = self._conn().execute(sql, [query] + args + [limit + 1]).fetchall()
+        try:
+            rows = self._conn().execute(sql, [query] + args + [limit + 1]).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" not in str(exc):
+                raise
+            # detail=column has no phrases: a word the tokenizer splits (rare scripts) is refused
+            raise SearchError("q: cannot search for these words (%s)" % exc) from None
         return self._page(rows, limit)
 
     @staticmethod

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from aiohttp import web
 
 from daemon.console.auth import COOKIE, Authenticator
-from daemon.console.queries import Reader
+from daemon.console.queries import Reader, SearchError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class ConsoleApp:
             set_cookie = query_token
         try:
             response = await handler(request)
-        except BadRequest as exc:
+        except (BadRequest, SearchError) as exc:
             response = web.json_response({"error": str(exc)}, status=400)
         if set_cookie:
             response.set_cookie(COOKIE, set_cookie, httponly=True, samesite="Strict")

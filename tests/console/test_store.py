@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from daemon.console.queries import Reader, fts_query
+from daemon.console.queries import Reader, SearchError, fts_query
 from daemon.console.schema import VERSION, StoreError
 from daemon.console.store import DB_NAME, Incoming, Store
 
@@ -74,6 +74,9 @@ def test_search_finds_captions_answers_and_match_prompts_whatever_the_user_types
     assert texts("red", kinds=["match"]) == ["match"]
     for hostile in ('red" OR "x', "NEAR(red circle)", "red*", "^red", "-", "'"):
         reader.search(hostile)  # quoted: never an FTS5 syntax error
+    assert texts("red_circ") == ["caption"]  # "_" splits words as the index does (no phrase error)
+    with pytest.raises(SearchError):
+        reader.search("a\u19b0b")  # a word only FTS5 splits: a clear refusal, not an OperationalError
     assert fts_query("  ") is None
     store.close()
 
