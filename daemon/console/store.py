@@ -9,9 +9,11 @@ import datetime
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -25,6 +27,12 @@ log = logging.getLogger(__name__)
 DB_NAME = "console.db"
 SNAPSHOT_DIR = "snapshots"
 _CHUNK = 2000
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _file_part(text: str, limit: int) -> str:
+    """A piece of a snapshot's file name: safe characters only, never "." or ".." (path traversal)."""
+    return _UNSAFE.sub("_", text)[:limit].lstrip(".") or "x"
 
 
 @dataclass(frozen=True)
@@ -238,17 +246,29 @@ class Store:
                             "%d skipped in the last minute", self.data_dir,
                             self.min_free_bytes / 1048576, skipped + 1)
             return None, 0
-        folder = os.path.join(SNAPSHOT_DIR, stream.replace("/", "_"), time.strftime("%Y%m%d", time.gmtime()))
-        name = "%s-%s.jpg" % (str(event.get("boot", "x"))[:12], event.get("seq", int(time.time() * 1e6)))
-        relative = os.path.join(folder, name)
+        # Names come from the bus (any publisher): only safe characters, so no "../" leaves the folder.
+        folder = os.path.join(SNAPSHOT_DIR, _file_part(stream.replace("/", "_"), 120),
+                              time.strftime("%Y%m%d", time.gmtime()))
+        seq = event.get("seq")
+        stem = "%s-%s" % (_file_part(str(event.get("boot", "x")), 12),
+                          seq if isinstance(seq, int) else int(time.time() * 1e6))
+        relative = os.path.join(folder, stem + ".jpg")
         target = self.data_dir / relative
         try:
             if folder not in self._folders:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._folders.add(folder)
             # Written in full before its row is inserted: a kill leaves at worst a file no committed
-            # row names, never a row naming half a file. No rename dance needed.
-            with open(str(target), "wb") as handle:
+            # row names, never a row naming half a file. Never over an existing file (the same
+            # boot and seq received twice): each row owns its file, so retention deleting one
+            # row's file never takes a picture another row still shows.
+            try:
+                handle = open(str(target), "xb")
+            except FileExistsError:
+                relative = os.path.join(folder, "%s-%s.jpg" % (stem, uuid.uuid4().hex[:8]))
+                target = self.data_dir / relative
+                handle = open(str(target), "xb")
+            with handle:
                 handle.write(jpeg)
         except OSError as exc:
             self._folders.discard(folder)

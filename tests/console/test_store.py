@@ -166,3 +166,21 @@ def test_timeline_shows_what_was_still_going_at_the_start_of_the_period(tmp_path
     (outage,) = timeline["outages"]
     assert outage["state"] == "reconnecting" and abs(outage["end"] - (now - 50)) < 1
     store.close()
+
+
+def test_snapshot_names_from_the_bus_stay_in_the_folder_and_each_row_owns_its_file(tmp_path):
+    data = tmp_path / "data"
+    store = Store(data, max_age_days=1)
+    old = time.time() - 3 * 86400
+    put(store, event(7, t=old), jpeg=JPEG)
+    put(store, event(7), jpeg=JPEG)  # the same boot and seq again (a relay beside its daemon)
+    put(store, event("../../../../../x", boot="../../../../", stream=".."), jpeg=JPEG)
+    files = sorted(data.rglob("*.jpg"))
+    assert len(files) == 3 and all((data / "snapshots") in f.parents for f in files)
+    assert not list(tmp_path.glob("*.jpg"))
+    assert store.enforce_retention() == 1
+    reader = Reader(data)
+    newer = reader.events(stream="gate")["events"][0]
+    assert (data / reader.snapshot_path(newer["id"])).read_bytes() == JPEG  # not the old row's deleted file
+    assert store.snapshot_bytes == 2 * len(JPEG)
+    store.close()
