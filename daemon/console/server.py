@@ -115,9 +115,12 @@ def _int_param(query: Any, name: str, default: Optional[int]) -> Optional[int]:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise BadRequest("%s: expected an integer" % name) from None
+    if abs(number) >= 1 << 62:  # SQLite integers are 64-bit: a bigger one was an OverflowError (500)
+        raise BadRequest("%s: out of range" % name)
+    return number
 
 
 def _kinds(query: Any) -> List[str]:
@@ -161,7 +164,8 @@ class ConsoleApp:
             if not self.auth.check(request.headers.get("Authorization", ""), request.cookies.get(COOKIE), query_token):
                 headers = {"WWW-Authenticate": self.auth.challenge} if self.auth.challenge else {}
                 return web.json_response({"error": "authentication required"}, status=401, headers=headers)
-            set_cookie = query_token
+            # only a good ?token= becomes the cookie (not a wrong one beside a good header)
+            set_cookie = query_token if query_token and self.auth.check("", None, query_token) else None
         try:
             response = await handler(request)
         except (BadRequest, SearchError) as exc:

@@ -59,6 +59,10 @@ def test_token_auth_guards_every_path_when_exposed(tmp_path):
         assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
         cookie = headers["Set-Cookie"].split(";")[0]
         assert console.get("/api/streams", {"Cookie": cookie})[0] == 200
+        status, headers, _ = console.get("/?token=wrong", {"Authorization": "Bearer " + TOKEN})
+        assert status == 200 and "Set-Cookie" not in headers  # a wrong ?token= never becomes the cookie
+        bearer = {"Authorization": "Bearer " + TOKEN}
+        assert console.get("/api/events?before_id=99999999999999999999", bearer)[0] == 400
         assert TOKEN not in console.log()
 
 
