@@ -58,7 +58,8 @@ class SourceCounters:
     received: int = 0
     lost: int = 0
     malformed: int = 0
-    last_seq: Dict[Tuple[str, str], int] = field(default_factory=dict)
+    last_seq: Dict[str, Tuple[str, int]] = field(default_factory=dict)
+    """stream -> (boot, seq) of its last event: one entry per stream, not one per daemon run."""
 
     def track(self, event: Dict[str, object]) -> int:
         """Record `event`'s (boot, stream, seq); returns how many events were missed before it."""
@@ -66,10 +67,13 @@ class SourceCounters:
         seq = event.get("seq")
         if not isinstance(seq, int):
             return 0
-        key = (str(event.get("boot")), str(event.get("stream")))
-        previous = self.last_seq.get(key)
-        self.last_seq[key] = seq
-        if previous is None or seq <= previous + 1:
+        stream, boot = str(event.get("stream")), str(event.get("boot"))
+        known = self.last_seq.get(stream)
+        self.last_seq[stream] = (boot, seq)
+        if known is None or known[0] != boot:
+            return 0  # a new daemon run starts its seq again
+        previous = known[1]
+        if seq <= previous + 1:
             return 0
         missed = seq - previous - 1
         self.lost += missed

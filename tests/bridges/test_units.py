@@ -26,6 +26,9 @@ def test_seq_gaps_are_counted_per_boot_and_stream() -> None:
                               ("b", "x", 2), ("a", "y", 8)]:
         counters.track({"boot": boot, "stream": stream, "seq": seq})
     assert (counters.received, counters.lost) == (7, 2)
+    for boot in range(100):  # daemon restarts: one entry per stream, not one per run
+        counters.track({"boot": "r%d" % boot, "stream": "x", "seq": 1})
+    assert len(counters.last_seq) == 2 and counters.lost == 2
 
 
 def test_subscriber_reads_a_real_bus_and_counts_a_gap() -> None:
