@@ -37,6 +37,16 @@ def _code(value: Any) -> int:
         return -1
 
 
+def publishable(topic: str) -> bool:
+    """Whether paho will publish to `topic` (names from a non-blipd publisher may hold + or #, or a
+    lone surrogate); U+0000 too, which MQTT forbids and a broker answers by disconnecting."""
+    try:
+        encoded = topic.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return 0 < len(encoded) <= 65535 and b"+" not in encoded and b"#" not in encoded and b"\0" not in encoded
+
+
 def make_client(client_id: str) -> Any:
     import paho.mqtt.client as mqtt
 
@@ -278,6 +288,13 @@ class MqttSink:
         return sent
 
     def _publish_bundle(self, messages: Sequence[Message], count: bool = True) -> None:
+        bad = [topic for topic, _, _ in messages if not publishable(topic)]
+        if bad:  # paho raises on these, which would end the sink thread: drop the event, counted
+            if count:
+                self.queue.count_failed()
+            if self._limiter.allow("topic")[0]:
+                log.warning("mqtt: an event with a topic MQTT cannot carry (%r) was dropped", bad[0][:200])
+            return
         bundle = [len(messages), 1 if count else 0]
         if not messages and count:
             self.queue.count_delivered()

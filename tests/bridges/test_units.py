@@ -9,6 +9,7 @@ from typing import List
 from daemon.bridges.config import SourceSettings, WebhookSettings
 from daemon.bridges.homeassistant import Discovery
 from daemon.bridges.mqtt_layout import MqttMapper
+from daemon.bridges.mqtt_sink import publishable
 from daemon.bridges.source import BusEvent, BusSubscriber, SourceCounters
 from daemon.bridges.webhook_sink import sign, wanted
 from tests.bridges.buses import FakeBus, free_endpoint
@@ -96,3 +97,17 @@ def test_webhook_filters_and_signature() -> None:
     assert not wanted(hook, _item("caption", text="x"))
     body = b'{"a": 1}'
     assert sign(b"k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+def test_topics_paho_would_refuse_are_recognised() -> None:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2) if hasattr(mqtt, "CallbackAPIVersion") else mqtt.Client()
+    for topic in ("blipd/cam/caption", "blipd/cam/state/prompt/a+b", "blipd/#/caption", "", "a\ud800b"):
+        try:
+            client.publish(topic, b"x", qos=1)
+            refused = False
+        except ValueError:
+            refused = True
+        assert publishable(topic) != refused, topic
+    assert not publishable("a\0b")  # paho sends it; MQTT forbids it and the broker disconnects
