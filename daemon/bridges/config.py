@@ -233,6 +233,9 @@ class WebhookSettings(_Section):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:  # urllib would not send them
+            raise ValueError("no user or password in the URL (never sent): use a token in its path or "
+                             "query, or sign with secret_file")
         return value
 
     _file = field_validator("secret_file")(classmethod(lambda cls, v, info: None if v is None else _credential_path(v, info)))

@@ -43,7 +43,7 @@ def test_errors_name_file_line_and_key_and_hide_secrets(tmp_path: Path) -> None:
     path = tmp_path / "bridge.yaml"
     path.write_text("sources:\n  - connect: tcp://127.0.0.1\n"
                     "mqtt:\n  url: mqtt://user:hunter2-secret@broker:1883\n  qos: 5\n  prefx: x\n"
-                    "webhooks:\n  - url: ftp://x\n    types: [nope]\n")
+                    "webhooks:\n  - url: ftp://x\n    types: [nope]\n  - url: https://u:hunter2-hook@example.net/x\n")
     result = blipd("bridge", "-c", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -53,6 +53,7 @@ def test_errors_name_file_line_and_key_and_hide_secrets(tmp_path: Path) -> None:
     assert any("%s:6: mqtt.prefx: unknown key (did you mean 'prefix'?)" % path in line for line in lines)
     assert any("%s:8: webhooks[0].url: must be an http" % path in line for line in lines)
     assert any("webhooks[0].types[0]" in line for line in lines)
+    assert any("%s:10: webhooks[1].url: no user or password in the URL" % path in line for line in lines)
     assert "hunter2" not in result.stderr + result.stdout
 
 
