@@ -164,8 +164,11 @@ class BusSubscriber:
             event = json.loads(parts[1].decode("utf-8")) if len(parts) >= 2 else None
         except ValueError:
             event = None
-        if not isinstance(event, dict):
-            with self._lock:
+        if isinstance(event, dict) and event.get("type") == "relay":
+            return  # a relay's own stats message (`relay/<name>`): not a camera event, never forwarded
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str) \
+                or not isinstance(event.get("stream"), str) or not event["stream"]:
+            with self._lock:  # sinks would make topics and entities of an empty stream name
                 self.counters[source].malformed += 1
             return
         with self._lock:

@@ -78,7 +78,8 @@ class Recorder:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # start() may have failed on a key file before the thread
+            self._thread.join(timeout)
         for sock in self._sockets:
             sock.close(linger=0)
         self._context.term()
@@ -141,6 +142,8 @@ class Recorder:
             event = json.loads(parts[1].decode("utf-8")) if len(parts) >= 2 else None
         except ValueError:
             event = None
+        if isinstance(event, dict) and event.get("type") == "relay":
+            return None  # a relay's own stats message (`relay/<name>`): not a camera event, not malformed
         if not isinstance(event, dict) or not isinstance(event.get("type"), str) \
                 or not isinstance(event.get("stream"), str) or not event["stream"]:
             self.malformed += 1

@@ -48,9 +48,11 @@ def test_subscriber_reads_a_real_bus_and_counts_a_gap() -> None:
         bus.wait_subscriber()
         bus.event("caption", "cam", text="a", previous=None)
         bus.seq["cam"] += 3  # three events the bridge never sees
+        bus.sock.send_multipart([b"relay/r1", b'{"type": "relay", "relay": "r1", "upstreams": []}'])
+        bus.sock.send_multipart([b"x", b'{"type": "caption"}'])  # no stream: no topic or entity of ""
         bus.event("match", "cam", jpeg=b"jpeg", prompt="p", text="t", phase="start")
         wait_until(lambda: len(got) == 2, 10, "two events")
-        assert subscriber.snapshot() == [{"received": 2, "lost": 3, "malformed": 0}]
+        assert subscriber.snapshot() == [{"received": 2, "lost": 3, "malformed": 1}]
         assert got[1].jpeg == b"jpeg" and got[1].topic == "match/cam" and got[1].type == "match"
     finally:
         subscriber.stop()

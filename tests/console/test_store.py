@@ -184,3 +184,15 @@ def test_snapshot_names_from_the_bus_stay_in_the_folder_and_each_row_owns_its_fi
     assert (data / reader.snapshot_path(newer["id"])).read_bytes() == JPEG  # not the old row's deleted file
     assert store.snapshot_bytes == 2 * len(JPEG)
     store.close()
+
+
+def test_a_relays_stats_message_is_neither_recorded_nor_malformed(tmp_path):
+    from daemon.console.recorder import Recorder
+
+    store = Store(tmp_path)
+    recorder = Recorder(store, [])
+    assert recorder._parse([b"relay/r1", b'{"type": "relay", "relay": "r1", "upstreams": []}']) is None
+    assert recorder._parse([b"x", b'{"type": "caption"}']) is None
+    assert recorder.malformed == 1
+    recorder.stop()
+    store.close()
