@@ -24,6 +24,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from daemon.bridges.config import RelaySettings
 from daemon.bridges.source import apply_curve
+from daemon.ops.ratelimit import RateLimiter
 from daemon.publish.curve import CurveServer
 
 log = logging.getLogger(__name__)
@@ -125,27 +126,35 @@ class Relay:
         poller = zmq.Poller()
         poller.register(monitor, zmq.POLLIN)
         poller.register(counter, zmq.POLLIN)
+        limiter = RateLimiter(60.0)
         try:
             while not self._stop.is_set():
-                for sock, _ in poller.poll(200):
-                    if sock is monitor:
-                        self._on_monitor(recv_monitor_message(monitor))
-                    else:
-                        for _ in range(10000):
-                            try:
-                                parts = counter.recv_multipart(zmq.NOBLOCK)
-                            except zmq.Again:
-                                break
-                            if len(parts) >= 2:  # events; one-part messages are subscriptions
-                                with self._lock:
-                                    self.forwarded += 1
+                try:
+                    self._watch_once(poller, monitor, counter)
+                except zmq.ContextTerminated:
+                    raise
+                except Exception:  # going on matters: the proxy blocks once its capture queue is full
+                    if limiter.allow("watch")[0]:
+                        log.exception("relay monitor: one round failed, going on")
         except zmq.ContextTerminated:
             pass
-        except Exception:
-            log.exception("relay monitor failed")
         finally:
             monitor.close(linger=0)
             counter.close(linger=0)
+
+    def _watch_once(self, poller: zmq.Poller, monitor: zmq.Socket, counter: zmq.Socket) -> None:
+        for sock, _ in poller.poll(200):
+            if sock is monitor:
+                self._on_monitor(recv_monitor_message(monitor))
+                continue
+            for _ in range(10000):
+                try:
+                    parts = counter.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(parts) >= 2:  # events; one-part messages are subscriptions
+                    with self._lock:
+                        self.forwarded += 1
 
     def _on_monitor(self, message: Dict[str, Any]) -> None:
         endpoint = message.get("endpoint", b"")
