@@ -238,7 +238,11 @@ class Service:
             if getattr(new, section) != getattr(self.settings, section):
                 log.warning("reload: changes to '%s' take effect at the next restart", section)
         diff = diff_streams(self.settings, new)
-        self.streams.apply(new, diff)
+        try:
+            self.streams.apply(new, diff)
+        except Exception:  # the streams now run a mix of old and new: go on with the new config
+            log.exception("reload: applying the new config failed part way; streams that could not "
+                          "(re)start are retried at the next reload")
         self.settings = new
         log.info(
             "reloaded: %d added, %d removed, %d changed, %d unchanged",

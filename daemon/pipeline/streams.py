@@ -123,20 +123,41 @@ class StreamSet:
             to_stop = list(diff.removed) + list(diff.changed) + revived
             to_start = list(diff.added) + list(diff.changed) + revived
         for name in revived:
-            status = self._running[name].supervisor.status
+            with self._lock:
+                running = self._running.get(name)
+            if running is None:
+                stream_logger(__name__, name).info("reload: starting stream %s (it could not start before)", name)
+                continue
+            status = running.supervisor.status
             stream_logger(__name__, name).info("reload: restarting stream %s (it was %s: %s)", name,
                                                status.state.value, status.reason)
         with self._lock:  # a restarted stream's rates go on from its last stats event, not from boot
             bases = {name: self._running[name].stats_snapshot for name in to_stop if name in self._running}
         self._stop_many(to_stop, stop_timeout)
         for name in to_start:
-            self._start(wanted[name], bases.get(name))
+            try:
+                self._start(wanted[name], bases.get(name))
+            except Exception as exc:  # one stream that cannot start must not take the others with it
+                stream_logger(__name__, name).error("stream %s could not start: %s", name,
+                                                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self._abandon(name)
         return revived
 
+    def _abandon(self, name: str) -> None:
+        """Undo what a failed `_start` registered, so a later reload can start the stream afresh."""
+        with self._lock:
+            self._running.pop(name, None)
+        for undo in (lambda: self._scheduler.remove_stream(name), lambda: self._metrics.unwatch(name)):
+            try:
+                undo()
+            except Exception:  # nothing was registered yet
+                pass
+
     def _is_revivable(self, name: str) -> bool:
+        """Ended, failed, or never started (its start raised): a reload starts it again."""
         with self._lock:
             running = self._running.get(name)
-        return running is not None and running.supervisor.status.state in REVIVABLE
+        return running is None or running.supervisor.status.state in REVIVABLE
 
     def _start(self, cfg: ResolvedStream, stats_base: Optional[Dict[str, object]] = None) -> None:
         """stats_base: the counters as the stream's last stats event saw them (its counters outlive

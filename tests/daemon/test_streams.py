@@ -157,3 +157,31 @@ def test_stopping_does_not_wait_forever_for_a_wedged_worker(stream_set: StreamSe
         state.lock.release()
     assert stream_set.names() == []
     assert any("still busy" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stream_that_cannot_start_leaves_the_others_running_and_a_reload_retries_it(
+        stream_set: StreamSet, clips: Dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: an exception while starting one stream escaped apply(): the streams after it never
+    started, and the reload that hit it ended the daemon."""
+    import daemon.pipeline.streams as streams_module
+
+    real_spec = streams_module.source_spec
+
+    def spec(cfg: Any, *args: Any) -> Any:
+        if cfg.name == "bad":
+            raise RuntimeError("no decoder for you")
+        return real_spec(cfg, *args)
+
+    config = tmp_path / "blipd.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"package": "/nonexistent/package"},
+        "streams": [{"name": name, "url": str(clips["short"]), "loop": True} for name in ("bad", "cam")],
+    }))
+    settings = load_config(config)
+    monkeypatch.setattr(streams_module, "source_spec", spec)
+    stream_set.apply(settings)
+    wait_state(stream_set, "cam", SourceState.ONLINE)
+    assert "bad" not in stream_set._running  # noqa: SLF001
+    monkeypatch.setattr(streams_module, "source_spec", real_spec)
+    assert stream_set.apply(settings, diff_streams(settings, settings)) == ["bad"]
+    wait_state(stream_set, "bad", SourceState.ONLINE)
