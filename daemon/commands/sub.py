@@ -76,7 +76,7 @@ def _is_z85_key(text: str) -> bool:
 
 def _print_until(sock: zmq.Socket, pretty: bool, out: TextIO, stop_event: threading.Event,
                  max_events: Optional[int]) -> None:
-    last_seq: Dict[Tuple[str, str], int] = {}
+    last_seq: Dict[Tuple[str, str], Tuple[str, int]] = {}
     count = 0
     while not stop_event.is_set() and (max_events is None or count < max_events):
         if not sock.poll(_POLL_MS):
@@ -97,20 +97,23 @@ def _print_until(sock: zmq.Socket, pretty: bool, out: TextIO, stop_event: thread
         out.flush()
 
 
-def format_event(event: Dict[str, Any], last_seq: Optional[Dict[Tuple[str, str], int]] = None,
+def format_event(event: Dict[str, Any], last_seq: Optional[Dict[Tuple[str, str], Tuple[str, int]]] = None,
                  jpeg_bytes: Optional[int] = None) -> str:
-    """One readable line: `12:00:01 gate caption   "a red circle on the left"`."""
+    """One readable line: `12:00:01 gate caption   "a red circle on the left"`. `last_seq` keeps
+    per (source, stream) the last boot and seq seen, so a gap is noted within one daemon run and
+    the table stays one entry per stream however often the daemon restarts."""
     clock = str(event.get("time", ""))[11:19]
     kind = str(event.get("type", "?"))
     line = "%s %s %-9s %s" % (clock, event.get("stream", "?"), kind, _detail(kind, event))
     if jpeg_bytes is not None:
         line += "  [jpeg %d kB]" % max(1, round(jpeg_bytes / 1024.0))
     if last_seq is not None and isinstance(event.get("seq"), int):
-        key = (str(event.get("boot")), str(event.get("stream")))
+        key = (str(event.get("source") or ""), str(event.get("stream")))
+        boot = str(event.get("boot"))
         previous = last_seq.get(key)
-        if previous is not None and event["seq"] > previous + 1:
-            line += "  (%d lost)" % (event["seq"] - previous - 1)
-        last_seq[key] = event["seq"]
+        if previous is not None and previous[0] == boot and event["seq"] > previous[1] + 1:
+            line += "  (%d lost)" % (event["seq"] - previous[1] - 1)
+        last_seq[key] = (boot, event["seq"])
     return line
 
 

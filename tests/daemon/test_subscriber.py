@@ -182,3 +182,14 @@ def test_pretty_formats():
     cap["seq"] = 9
     assert format_event(cap, seen).endswith("(3 lost)")
     assert format_event(cap, seen, jpeg_bytes=20480).endswith("[jpeg 20 kB]")
+
+
+def test_pretty_gap_table_is_one_entry_per_stream_across_boots():
+    cap = _event(caption(1))
+    seen = {}
+    for boot in range(50):  # a daemon restarted many times: seq starts at 1 again, no gap
+        cap["boot"], cap["seq"] = "boot%d" % boot, 1
+        assert "lost" not in format_event(cap, seen)
+    assert len(seen) == 1
+    cap["seq"] = 4
+    assert format_event(cap, seen).endswith("(2 lost)")
