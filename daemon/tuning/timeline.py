@@ -15,8 +15,9 @@ scores of an inferred sample point, `score` and `active` the trackers after it.
 """
 import csv
 import json
+import math
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 from daemon.tuning.errors import InputError
 
@@ -68,6 +69,13 @@ def write_csv(path: str, doc: Dict[str, Any]) -> None:
                 writer.writerow(row)
 
 
+def _numbers(values: Iterable[Any]) -> None:
+    """ValueError unless every value is a finite number (not a bool or a numeric string)."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(repr(value))
+
+
 def load(path: str) -> Dict[str, Any]:
     """A timeline written by `blipd scan`; InputError (one line) for anything else."""
     try:
@@ -82,10 +90,12 @@ def load(path: str) -> Dict[str, Any]:
         raise InputError("%s: timeline version %r, this blipd reads %d" % (path, doc.get("version"), VERSION))
     try:
         for p in doc["prompts"]:
-            [p[name] for name in PROMPT_FIELDS]
+            str(p["id"]), str(p["text"])
+            _numbers(p[name] for name in PROMPT_FIELDS[2:])
         for f in doc["files"]:
             for s in f["samples"]:
-                float(s["pts_s"]), dict(s["raw"])
+                _numbers([s["pts_s"]])
+                _numbers(dict(s["raw"]).values())  # tune replays these: a string would end it in a traceback
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError("%s: damaged timeline (%s missing or wrong)" % (path, exc)) from None
     if not doc["files"]:

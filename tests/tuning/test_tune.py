@@ -142,3 +142,22 @@ def test_tune_on_two_files_at_once(heldout_clip: Path, tmp_path: Path) -> None:
     for pid, on_demo in (("red_circle", 2), ("blue_square", 1)):
         count = on_demo + len(truth.get(pid, []))
         assert "%s: %d labelled, %d hit, 0 missed, 0 false start(s)" % (pid, count, count) in proc.stdout
+
+
+@pytest.mark.parametrize("damage", [
+    lambda doc: doc["files"][0]["samples"][0]["raw"].update(red_circle="0.9"),
+    lambda doc: doc["files"][0]["samples"][0].update(pts_s=None),
+    lambda doc: doc["prompts"][0].update(enter="high"),
+])
+def test_damaged_timeline_is_one_input_error(tmp_path: Path, damage: Any) -> None:
+    from daemon.tuning import timeline
+
+    prompt = {"id": "red_circle", "text": "a red circle", "enter": 0.7, "exit": 0.5, "dwell_s": 1,
+              "smoothing": 0.5, "cooldown_s": 0}
+    doc = {"format": timeline.FORMAT, "version": timeline.VERSION, "prompts": [prompt],
+           "files": [{"file": "a.mp4", "samples": [{"pts_s": 0.0, "raw": {"red_circle": 0.2}}]}]}
+    good = _write(tmp_path, doc, "good.json")
+    assert timeline.load(good)["prompts"] == [prompt]
+    damage(doc)
+    with pytest.raises(InputError, match="damaged timeline"):
+        timeline.load(_write(tmp_path, doc, "damaged.json"))
