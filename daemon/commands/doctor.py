@@ -13,6 +13,7 @@ in the table and the JSON); 2: bad input (config, image, reference folder).
 import argparse
 import datetime
 import json
+import os
 import sys
 from typing import Any, Dict, List, Mapping, Optional, TextIO, Tuple
 
@@ -43,10 +44,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.runs < 1:
         raise ConfigError("doctor: --seconds must be > 0 and --runs >= 1")
+    folder = os.path.dirname(os.path.abspath(args.json))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # before the run, not after it
+        raise ConfigError("doctor: cannot write %s: no such folder or not writable" % args.json)
     report = run_doctor(args.config, image=args.image, seconds=args.seconds, reference=args.reference, runs=args.runs)
-    with open(args.json, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2, sort_keys=False)
-        fh.write("\n")
+    try:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+    except OSError as exc:  # e.g. a folder in its place: the table below still shows the run
+        sys.stderr.write("blipd: cannot write %s: %s\n" % (args.json, (exc.strerror or type(exc).__name__).lower()))
+        render(report, sys.stdout)
+        return 1
     render(report, sys.stdout)
     sys.stdout.write("evidence written to %s\n" % args.json)
     return 1 if report["problems"] else 0

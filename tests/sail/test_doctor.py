@@ -96,3 +96,9 @@ def test_blipd_doctor_exit_status_and_json(config, dev, tmp_path):
     bad = subprocess.run(cmd + ["--image", str(tmp_path / "nope.jpg")], env=fake_env(), cwd=str(REPO),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1, bad.stderr.decode()
+    cmd[cmd.index("--json") + 1] = str(tmp_path / "missing" / "doctor.json")  # refused before the run
+    nowhere = subprocess.run(cmd, env=fake_env(), cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=300)
+    assert nowhere.returncode == 2 and nowhere.stdout == b"", nowhere.stdout.decode()[-2000:]
+    assert nowhere.stderr.decode().splitlines() == ["blipd: doctor: cannot write %s: no such folder or not writable"
+                                                    % cmd[cmd.index("--json") + 1]]
