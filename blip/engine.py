@@ -75,9 +75,14 @@ class Engine:
         self.tokenizer = package.tokenizer()
         overrides = settings_override or {}
         shared = {"loader": self._loader, "tokenizer": self.tokenizer}
-        built = {
-            task: cls(package, runtime, settings_override=overrides.get(task), **shared) for task, cls in classes.items()
-        }
+        try:
+            built = {
+                task: cls(package, runtime, settings_override=overrides.get(task), **shared)
+                for task, cls in classes.items()
+            }
+        except BaseException:  # a later task failed to load: free the graphs (device memory) loaded so far
+            self._loader.close()
+            raise
         self.captioner: Optional[Any] = built.get("caption")
         self.matcher: Optional[Any] = built.get("match")
         self.answerer: Optional[Any] = built.get("answer")

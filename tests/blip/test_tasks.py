@@ -156,6 +156,21 @@ def test_engine_infer_shares_the_vision_encoder(package, runtime):
     assert len(counting.closed) == 5 and engine.captioner is None
 
 
+def test_engine_that_fails_to_load_a_task_closes_the_graphs_it_loaded(package, runtime):
+    counting = CountingRuntime(runtime)
+    load = counting.load
+
+    def failing(path, graph_name=None):
+        if path.endswith("question.onnx"):
+            raise BackendError("%s: cannot load" % path)
+        return load(path, graph_name)
+
+    counting.load = failing
+    with pytest.raises(BackendError, match="question.onnx: cannot load"):
+        Engine(package, counting)
+    assert counting.closed and len(counting.closed) == len(set(counting.closed))
+
+
 def test_bad_frame_is_an_image_error(package, runtime):
     from blip.errors import ImageError
 
