@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import zmq
-import zmq.auth
 
 from daemon.bridges.config import SourceSettings
 from daemon.ops.ratelimit import RateLimiter
-from daemon.publish.curve import KeyFileError, load_public_key
+from daemon.publish.curve import load_public_key, make_curve_client
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +84,7 @@ def apply_curve(sock: zmq.Socket, settings: SourceSettings) -> None:
     curve = settings.curve
     if curve is None:
         return
-    server_public = load_public_key(str(curve.server_key))
-    try:
-        public, secret = zmq.auth.load_certificate(str(curve.client_key_file))
-    except Exception:
-        raise KeyFileError("curve client key file %s: unreadable or not a CURVE certificate"
-                           % curve.client_key_file) from None
-    if not secret:
-        raise KeyFileError("curve client key file %s: holds no secret key" % curve.client_key_file)
-    sock.curve_serverkey = server_public
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
+    make_curve_client(sock, load_public_key(str(curve.server_key)), curve.client_key_file)
 
 
 class BusSubscriber:

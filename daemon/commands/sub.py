@@ -9,9 +9,8 @@ import threading
 from typing import Any, Dict, Optional, Sequence, TextIO, Tuple
 
 import zmq
-import zmq.auth
 
-from daemon.publish.curve import KeyFileError, load_public_key
+from daemon.publish.curve import KeyFileError, load_public_key, make_curve_client
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +57,7 @@ def _apply_curve(sock: zmq.Socket, server_key: Optional[str], client_keys: Optio
     if not server_key or not client_keys:
         raise KeyFileError("curve: both the server's public key and a client key file are needed")
     server_public = server_key.encode("ascii") if _is_z85_key(server_key) else load_public_key(server_key)
-    try:
-        public, secret = zmq.auth.load_certificate(client_keys)
-    except Exception:
-        raise KeyFileError("curve client key file %s: unreadable or not a CURVE certificate"
-                           % client_keys) from None
-    if not secret:
-        raise KeyFileError("curve client key file %s: holds no secret key" % client_keys)
-    sock.curve_serverkey = server_public
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
+    make_curve_client(sock, server_public, client_keys)
 
 
 def _is_z85_key(text: str) -> bool:

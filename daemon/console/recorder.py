@@ -12,12 +12,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import zmq
-import zmq.auth
 
 from daemon.console.config import Bus
 from daemon.console.store import Incoming, Store
 from daemon.ops.ratelimit import RateLimiter
-from daemon.publish.curve import KeyFileError, load_public_key
+from daemon.publish.curve import load_public_key, make_curve_client
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +29,7 @@ def apply_curve(sock: zmq.Socket, bus: Bus) -> None:
     """Make `sock` a CURVE client of the bus's daemon; key material is never logged."""
     if bus.curve is None:
         return
-    server_public = load_public_key(bus.curve.server_key_file)
-    try:
-        public, secret = zmq.auth.load_certificate(str(bus.curve.client_secret_key_file))
-    except Exception:
-        raise KeyFileError("curve client key file %s: unreadable or not a CURVE certificate"
-                           % bus.curve.client_secret_key_file) from None
-    if not secret:
-        raise KeyFileError("curve client key file %s: holds no secret key" % bus.curve.client_secret_key_file)
-    sock.curve_serverkey = server_public
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
+    make_curve_client(sock, load_public_key(bus.curve.server_key_file), bus.curve.client_secret_key_file)
 
 
 class Recorder:

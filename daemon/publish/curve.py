@@ -68,6 +68,22 @@ def load_public_key(path: PathLike) -> bytes:
     return public
 
 
+def make_curve_client(sock: zmq.Socket, server_public: bytes, client_secret_file: PathLike) -> None:
+    """Make `sock` a CURVE client of the server whose public key is given, with the key pair of
+    `client_secret_file` (a `.key_secret` certificate); KeyFileError names the file, never a key.
+    Shared by `blipd sub`, the console's recorder and the bridge's subscriber and relay."""
+    try:
+        public, secret = zmq.auth.load_certificate(str(client_secret_file))
+    except Exception:
+        raise KeyFileError("curve client key file %s: unreadable or not a CURVE certificate"
+                           % client_secret_file) from None
+    if not secret:
+        raise KeyFileError("curve client key file %s: holds no secret key" % client_secret_file)
+    sock.curve_serverkey = server_public
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
 class CurveServer:
     """Runs the ZAP authenticator and makes sockets CURVE servers in its domain.
 
