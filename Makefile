@@ -52,8 +52,11 @@ vermin: venv-test
 schema: venv
 	$(PY) -m daemon.publish.events > config/events.schema.json
 
+# Two workers, one test file each at a time (a module's shared daemon stays in one process): most
+# of the suite waits on subprocesses, sockets and clocks, so two run side by side on 2 cores.
+TEST_WORKERS ?= 2
 test: sysdeps venv-test vermin
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) build *.egg-info
