@@ -6,12 +6,14 @@ weights) are exported once into a temporary package, then each task is timed on 
   caption   transformers `generate` (eager, KV cache) vs our Captioner; 20 tokens forced on both
   match     our Matcher with 1 and with 10 prompts, vs transformers' ITM model looped over 10 prompts
   answer    transformers `generate` vs our Answerer; the same forced answer length on both
-  vision    our exported ViT with HF's explicit attention vs an F.scaled_dot_product_attention form
+  vision    our exported ViT in its three attention forms (export --vision-attention hf | sdpa |
+            fused), each against the machine's matmul ceiling in the same loop
   int8      an int8 copy made by `blipd quantize` (synthetic calibration frames): its vision graph,
             caption (20 tokens) and 10-prompt match against fp32 and transformers, and its
             embeddings' cosine to fp32's
   ceiling   the fp32 vision graph's GFLOP/s (FLOPs counted from the graph) over a large fp32
-            MatMul's in this process and thread count, and where its time goes by op type
+            MatMul's in this process and thread count; over its own weight GEMMs' run alone in one
+            graph (same shapes: the graph's practical limit); and where its time goes by op type
 
 Usage: python bench/blip_tasks.py --json OUT [--reps N] [--quick] [--keep DIR]
 Figures are medians of N repetitions (after one warm-up), with min and max; ratios compare
@@ -240,24 +242,34 @@ def bench_answer(pkg: Any, runtime: Any, folder: Path, frame: np.ndarray, reps: 
 
 
 def bench_vision_attention(folder: Path, work: Path, reps: int, threads: int) -> Dict[str, Any]:
-    """Export the caption ViT twice (HF's attention, our SDPA form) and time both in ONNX Runtime."""
+    """Export the caption ViT in each attention form and time them in ONNX Runtime, interleaved
+    with the matmul ceiling; every form does the same FLOPs (counted on the hf graph)."""
     import torch
     import transformers
+    import vision_ceiling
 
     from blip.export.modules import VisionEncoder
     from blip.export.onnx_export import export_graph, ort_session
+    from blip.graphs import VISION_ATTENTION_FORMS
 
     model = transformers.BlipForConditionalGeneration.from_pretrained(str(folder)).eval()
     size = model.config.vision_config.image_size
     pixels = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     sessions = {}
-    for name, sdpa in (("eager", False), ("sdpa", True)):
-        path = work / ("vision-%s.onnx" % name)
-        export_graph(VisionEncoder(model.vision_model, sdpa=sdpa).eval(), "vision", {"pixel_values": pixels}, path)
-        sessions[name] = ort_session(path, threads=threads or None)
+    for form in VISION_ATTENTION_FORMS:
+        path = work / ("vision-%s.onnx" % form)
+        export_graph(VisionEncoder(model.vision_model, form).eval(), "vision", {"pixel_values": pixels}, path)
+        sessions[form] = ort_session(path, threads=threads or None)
     del model
     feeds = {"pixel_values": pixels.numpy()}
-    return measure({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}, reps)
+    matmul_flops, matmuls = vision_ceiling.matmul_runners(threads or None)
+    runs = dict({form: (lambda s=s: s.run(None, feeds)) for form, s in sessions.items()}, **matmuls)
+    result: Dict[str, Any] = measure(runs, reps)
+    flops = vision_ceiling.graph_flops(str(work / "vision-hf.onnx"), feeds)
+    result["fraction_of_ceiling"] = {
+        form: vision_ceiling.vision_fraction(flops, matmul_flops, dict(result, fp32=result[form]))["vision_fraction_of_ceiling"]
+        for form in VISION_ATTENTION_FORMS}
+    return result
 
 
 def bench_int8_vision(pkg: Any, pkg8: Any, runtime: Any, reps: int, threads: int) -> Dict[str, Any]:
@@ -275,12 +287,17 @@ def bench_int8_vision(pkg: Any, pkg8: Any, runtime: Any, reps: int, threads: int
                       int8.run({"pixel_values": f[None]})["image_embeds"]) for f in frames]
     feeds = {"pixel_values": frames[:1]}
     matmul_flops, matmuls = vision_ceiling.matmul_runners(threads or None)
+    gemm_flops, gemms = vision_ceiling.weight_gemms_runner(fp32.path, feeds, threads or None)
     result: Dict[str, Any] = measure(
-        dict({"fp32": lambda: fp32.run(feeds), "int8": lambda: int8.run(feeds)}, **matmuls), reps + 2)
+        dict({"fp32": lambda: fp32.run(feeds), "int8": lambda: int8.run(feeds), "weight_gemms": gemms}, **matmuls),
+        reps + 2)
     result["cosines"] = cosines
     result["precision"] = pkg8.task("caption").graphs["vision"].precision
     flops = vision_ceiling.graph_flops(pkg.task("caption").graphs["vision"].path, feeds)
     result["ceiling"] = vision_ceiling.vision_fraction(flops, matmul_flops, result)
+    result["ceiling"]["weight_gemms_gflops"] = gemm_flops / statistics.median(result["weight_gemms"]) / 1e9
+    result["ceiling"]["vision_fraction_of_weight_gemms"] = (result["ceiling"]["vision_gflops"]
+                                                            / result["ceiling"]["weight_gemms_gflops"])
     result["fp32_profile_ms"] = vision_ceiling.op_profile(fp32.path, feeds, threads or None)
     return result
 
@@ -346,7 +363,10 @@ def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
         "tokens_identical": bool(cap["tokens_identical"] and ans["tokens_identical"]),
     }
     if "vision" in results:
-        figures["vision_sdpa_over_eager"] = med(results["vision"]["sdpa"]) / med(results["vision"]["eager"])
+        vision = results["vision"]
+        for form in ("sdpa", "fused"):
+            figures["vision_%s_speedup_vs_hf" % form] = med(vision["hf"]) / med(vision[form])
+        figures["vision_fused_fraction_of_ceiling"] = vision["fraction_of_ceiling"]["fused"]
     int8 = results["int8_vision"]
     figures.update({
         "int8_vision_speedup_vs_fp32": med(int8["fp32"]) / med(int8["int8"]),
@@ -356,6 +376,7 @@ def ratios(results: Dict[str, Any]) -> Dict[str, Any]:
         "int8_embedding_cosine": float(np.mean(int8["cosines"])),
         "int8_caption_tokens_identical": bool(cap["int8_tokens_identical"]),
         "vision_fraction_of_ceiling": int8["ceiling"]["vision_fraction_of_ceiling"],
+        "vision_fraction_of_weight_gemms": int8["ceiling"]["vision_fraction_of_weight_gemms"],
     })
     return figures
 
@@ -380,8 +401,7 @@ def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[st
         ("vision int8 (%s)" % results["int8_vision"]["precision"], results["int8_vision"]["int8"]),
     ]
     if "vision" in results:
-        rows += [("vision ONNX, HF attention", results["vision"]["eager"]),
-                 ("vision ONNX, scaled_dot_product_attention", results["vision"]["sdpa"])]
+        rows += [("vision ONNX, attention %s" % form, results["vision"][form]) for form in ("hf", "sdpa", "fused")]
     for label, times in rows:
         s = summary(times)
         print("%-44s %10.0f %10.0f %10.0f" % (label, s["median_ms"], s["min_ms"], s["max_ms"]))
@@ -391,6 +411,7 @@ def print_report(info: Dict[str, Any], results: Dict[str, Any], figures: Dict[st
     print("matmul ceiling %d^3 fp32: onnxruntime %.0f GFLOP/s, numpy %.0f GFLOP/s; fp32 vision %.1f GFLOP "
           "at %.0f GFLOP/s" % (vision_ceiling_n(), ceiling["onnxruntime_gflops"], ceiling["numpy_gflops"],
                                ceiling["vision_gflop"], ceiling["vision_gflops"]))
+    print("the vision graph's weight GEMMs alone (same shapes, one graph): %.0f GFLOP/s" % ceiling["weight_gemms_gflops"])
     print("fp32 vision time by op (ms/run): " + ", ".join(
         "%s %.1f" % kv for kv in list(results["int8_vision"]["fp32_profile_ms"].items())[:8]))
     for line in results.get("int8_table") or []:

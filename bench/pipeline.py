@@ -20,12 +20,15 @@ gives a completion time and a capture->subscriber latency for every inferred fra
                                 model-only inference time
   overload_rss_growth_mb        daemon RSS at the end minus at the start of the overload window
   drops_accounted               decoded == inferred + failed + every drop, every stream of every run
+  int8_daemon_fps_over_fp32     with --int8: daemon frames/s with an int8 copy of the package (made
+                                here by `blipd quantize`'s library call, synthetic calibration) over
+                                frames/s with the fp32 package, windows alternating in the same reps
 
 Beside them, figures a loaded machine disturbs less: the daemon's CPU seconds per inferred frame,
 split into the bare loop's CPU per frame, decoding (3 readers alone, measured here for a few seconds)
 and the rest of the daemon path; and the share of the cores decoding takes (the ratio's ceiling).
 
-Usage: python bench/pipeline.py --json OUT [--quick] [--reps N] [--tiny] [--tasks match,caption] [--size WxH]
+Usage: python bench/pipeline.py --json OUT [--quick] [--reps N] [--tiny] [--tasks match,caption] [--size WxH] [--int8]
 Nothing is asserted: figures are printed with their targets and written to OUT.
 """
 import argparse
@@ -45,7 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
-from bench.blip_tasks import PROMPTS  # noqa: E402
+from bench.blip_tasks import PROMPTS, make_int8  # noqa: E402
 
 log = logging.getLogger("bench.pipeline")
 
@@ -217,17 +220,26 @@ def rep_pair(rep: int, engine: Any, frames: List[Any], setup: "Setup", plan: Pla
         out["model_only_fps"] = len(times) / sum(times)
         out["model_only_cpu_s_per_frame"] = cpu
 
-    def measure_daemon(infer_s: float) -> None:
+    def daemon_window(infer_s: float, package: Path, tag: str) -> Session:
         every = max(0.04, infer_s / 2.0)  # each stream alone offers twice what the worker can do
         streams = [common.stream_entry("cam%d" % i, setup.moving, setup.prompts, setup.tasks, loop=True)
                    for i in range(STREAMS)]
         defaults = {"sample_every_s": round(every, 3), "max_frame_age_s": MAX_FRAME_AGE_S}
         # 1.5: the daemon's inference is slower than the bare loop's while streams decode.
         window = min(4 * plan.window_s, max(plan.window_s, 1.5 * plan.min_frames * infer_s))
-        session = run_window(setup.work, "pipeline-%d" % rep, setup.package, streams, defaults,
-                             plan.warm_s, window)
         out["sample_every_s"] = defaults["sample_every_s"]
         out["window_s"] = window
+        return run_window(setup.work, "%s-%d" % (tag, rep), package, streams, defaults, plan.warm_s, window)
+
+    def measure_int8(infer_s: float) -> None:
+        """The same window with the int8 package (3 streams at twice fp32's rate each: saturated too)."""
+        session = daemon_window(infer_s, setup.int8_package, "pipeline-int8")
+        out["int8_daemon_fps"] = session.fps()
+        out["int8_counters"] = session.counters
+        out["int8_accounted"] = common.accounted(session.counters)
+
+    def measure_daemon(infer_s: float) -> None:
+        session = daemon_window(infer_s, setup.package, "pipeline")
         out["daemon_fps"] = session.fps()
         out["daemon_cpu_s_per_s"] = session.cpu_s_per_s
         if session.cpu_s_per_s is not None and out["daemon_fps"]:
@@ -239,12 +251,19 @@ def rep_pair(rep: int, engine: Any, frames: List[Any], setup: "Setup", plan: Pla
 
     if rep % 2 == 0 or t_inf is None:
         measure_model()
-        measure_daemon(statistics.median(out["model_only_s"]) if t_inf is None else t_inf)
+        infer_s = statistics.median(out["model_only_s"]) if t_inf is None else t_inf
+        measure_daemon(infer_s)
+        if setup.int8_package:
+            measure_int8(infer_s)
     else:
+        if setup.int8_package:
+            measure_int8(t_inf)
         measure_daemon(t_inf)
         measure_model()
     fps, base = out.get("daemon_fps"), out["model_only_fps"]
     out["ratio"] = fps / base if fps else None
+    if setup.int8_package:
+        out["int8_over_fp32"] = out["int8_daemon_fps"] / fps if fps and out.get("int8_daemon_fps") else None
     out["load_after"] = list(os.getloadavg())
     return out
 
@@ -257,6 +276,7 @@ class Setup:
     moving: Path
     prompts: Tuple[str, ...]
     size: Tuple[int, int]
+    int8_package: Optional[Path] = None
 
 
 def scene_run(setup: Setup, plan: Plan, t_inf: float) -> Dict[str, Any]:
@@ -346,6 +366,8 @@ def slope_per_min(times: List[float], values: List[float]) -> Optional[float]:
 def figures_of(reps: List[Dict[str, Any]], scene: Dict[str, Any], overload: Dict[str, Any]) -> Dict[str, Any]:
     ratios = [r["ratio"] for r in reps if r.get("ratio")]
     accounted = [ok for run in reps + [scene, overload] for ok in run["accounted"].values()]
+    accounted += [ok for r in reps for ok in r.get("int8_accounted", {}).values()]
+    int8 = [r["int8_over_fp32"] for r in reps if r.get("int8_over_fp32")]
     missing = {"%s/%s" % (tag, stream): n
                for tag, run in [("rep%d" % r["rep"], r) for r in reps] + [("scene", scene), ("overload", overload)]
                for stream, n in common.unaccounted(run["counters"]).items() if n}
@@ -358,6 +380,7 @@ def figures_of(reps: List[Dict[str, Any]], scene: Dict[str, Any], overload: Dict
         "overload_rss_growth_mb": overload["rss_growth_mb"],
         "drops_accounted": bool(accounted) and all(accounted),
         "frames_unaccounted": missing,
+        "int8_daemon_fps_over_fp32": statistics.median(int8) if int8 else None,
     }
 
 
@@ -427,8 +450,12 @@ def print_report(info: Dict[str, Any], doc: Dict[str, Any], quick: bool) -> None
     if doc["frames_unaccounted"]:
         print("decoded frames neither inferred, failed nor dropped (run/stream: count): %s" % ", ".join(
             "%s: %d" % item for item in sorted(doc["frames_unaccounted"].items())))
+    for r in doc["reps_detail"]:
+        if "int8_daemon_fps" in r:
+            print("  rep %d, daemon f/s: int8 package %s, fp32 %s (%s)" % (
+                r["rep"], fmt(r["int8_daemon_fps"]), fmt(r.get("daemon_fps")), fmt(r.get("int8_over_fp32"))))
     for key in ("pipeline_over_model_only", "static_scene_inference_ratio", "overload_p95_latency_s",
-                "overload_p95_over_bound", "overload_rss_growth_mb", "drops_accounted"):
+                "overload_p95_over_bound", "overload_rss_growth_mb", "drops_accounted", "int8_daemon_fps_over_fp32"):
         print("%-30s %s%s" % (key, fmt(doc[key]), target_note(key, doc[key])))
 
 
@@ -453,6 +480,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--size", type=frame_size, default=(640, 360),
                         help="clip size WxH (default 640x360, a camera substream; 1280x720 shows decoding cost)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (package, clips, configs, logs)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also run each rep's daemon window on an int8 copy of the package (blipd quantize)")
     return parser.parse_args(argv)
 
 
@@ -464,7 +493,11 @@ def run(args: argparse.Namespace, work: Path) -> Dict[str, Any]:
     load_start = list(os.getloadavg())
     package = build_package(work, args, tasks)
     moving = common.make_clip(work / "moving.mp4", LOOP_CLIP_S, size=args.size)
-    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]), args.size)
+    int8_package = None
+    if args.int8:
+        int8_package, quantize_s, _ = make_int8(work, package, 0)
+        log.info("int8 package %s ready%s", int8_package, "" if quantize_s is None else " in %.0f s" % quantize_s)
+    setup = Setup(work, package, tasks, moving, tuple(PROMPTS[:N_PROMPTS]), args.size, int8_package)
     decode = common.decode_cpu(moving, STREAMS, plan.decode_s)
     engine = make_engine(package, tasks)
     frames = common.decode_frames(moving, 8)

@@ -40,6 +40,9 @@ from typing import Dict, List, Tuple
 LAYOUT_SPLIT = "split"
 LAYOUT_SEED = "seed"
 TASKS = ("caption", "match", "answer")
+# How a split package's vision graph writes attention (blip.export.modules.VisionEncoder): "fused"
+# is ONNX Runtime's com.microsoft MultiHeadAttention, which only ONNX Runtime runs.
+VISION_ATTENTION_FORMS = ("hf", "sdpa", "fused")
 
 SPLIT_ROLES: Dict[str, Tuple[str, ...]] = {
     "caption": ("vision", "decoder_init", "decoder_step"),

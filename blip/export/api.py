@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
 from blip.errors import ExportError
-from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, TASKS
+from blip.graphs import LAYOUT_SEED, LAYOUT_SPLIT, TASKS, VISION_ATTENTION_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,16 @@ def _umask() -> int:
     return mask
 
 
-def _check_arguments(out_dir: Path, folders: Dict[str, Optional[PathLike]], layout: str) -> Dict[str, Path]:
+def _check_arguments(
+    out_dir: Path, folders: Dict[str, Optional[PathLike]], layout: str, vision_attention: str = "hf"
+) -> Dict[str, Path]:
     if layout not in (LAYOUT_SPLIT, LAYOUT_SEED):
         raise ExportError("export layout %r is unknown; use 'split' or 'seed'" % (layout,))
+    if vision_attention not in VISION_ATTENTION_FORMS:
+        raise ExportError("export vision attention %r is unknown; use one of %s"
+                          % (vision_attention, ", ".join(VISION_ATTENTION_FORMS)))
+    if layout == LAYOUT_SEED and vision_attention != "hf":
+        raise ExportError("export --layout seed is for TPU-MLIR, which compiles only --vision-attention hf")
     given = {task: Path(folder) for task, folder in folders.items() if folder is not None}
     if not given:
         raise ExportError("export %s: give at least one checkpoint (caption, match or answer)" % out_dir)
@@ -95,7 +102,8 @@ def stage_package(out_dir: PathLike, write: Callable[[Path], None]) -> Path:
 
 
 def _write_package(
-    staging: Path, checkpoints: Dict[str, Any], name: str, verify: bool, command: Optional[str]
+    staging: Path, checkpoints: Dict[str, Any], name: str, verify: bool, command: Optional[str],
+    vision_attention: str,
 ) -> None:
     """Graphs of every task, the tokenizer folder and manifest.yaml, all inside `staging`."""
     from blip.export import manifest
@@ -104,11 +112,12 @@ def _write_package(
 
     entries = {}
     for task, ckpt in checkpoints.items():
-        files = export_task(ckpt, staging, verify=verify)
+        files = export_task(ckpt, staging, verify=verify, vision_attention=vision_attention)
         entries[task] = manifest.task_entry(task, ckpt.model.config, staging, files)
     first = next(iter(checkpoints.values()))
     tokenizer_dir = manifest.write_tokenizer(first.tokenizer, staging)
     source = _source(checkpoints, command)
+    source["vision_attention"] = vision_attention
     source["tokenizer_sha256"] = {p.name: manifest.sha256_of(p) for p in sorted(tokenizer_dir.iterdir())}
     doc = manifest.build_manifest(name, read_preprocess(first.folder), entries, source)
     manifest.write_manifest(staging, doc)
@@ -123,27 +132,31 @@ def export_package(
     verify: bool = True,
     layout: str = LAYOUT_SPLIT,
     command: Optional[str] = None,
+    vision_attention: str = "hf",
 ) -> Path:
     """Export the given checkpoints (any subset of the three tasks) into a new package at `out_dir`.
 
     Every graph is verified against PyTorch with ONNX Runtime (and our modules against transformers)
     when `verify`; the package is assembled in a temporary folder and moved into place only when
-    complete, so a failed export never leaves a half-written package behind.
+    complete, so a failed export never leaves a half-written package behind. `vision_attention`
+    "fused" writes ONNX Runtime's MultiHeadAttention op (ONNX Runtime only; layout split only).
     """
     from blip.export.checkpoint import check_folder, load_checkpoint
 
     out_dir = Path(out_dir)
-    given = _check_arguments(out_dir, {"caption": caption, "match": match, "answer": answer}, layout)
+    given = _check_arguments(out_dir, {"caption": caption, "match": match, "answer": answer}, layout, vision_attention)
     for task, folder in given.items():
         check_folder(folder, task)  # every folder checked before the slow imports and loads
     start = time.monotonic()
     checkpoints = {task: load_checkpoint(given[task], task) for task in TASKS if task in given}
     _same_vocabulary(checkpoints)
     if layout == LAYOUT_SEED:  # the sophon-demo graph names and static shapes, for TPU-MLIR
-        from blip.export.seed import write_seed_package as write
+        from blip.export.seed import write_seed_package
+
+        stage_package(out_dir, lambda staging: write_seed_package(staging, checkpoints, name or out_dir.name, verify, command))
     else:
-        write = _write_package
-    stage_package(out_dir, lambda staging: write(staging, checkpoints, name or out_dir.name, verify, command))
+        stage_package(out_dir, lambda staging: _write_package(staging, checkpoints, name or out_dir.name, verify, command,
+                                                              vision_attention))
     log.info("package %s written (%s, layout %s) in %.1f s", out_dir, ", ".join(checkpoints), layout,
              time.monotonic() - start)
     return out_dir

@@ -5,6 +5,7 @@ import sys
 from typing import List, Optional
 
 from blip.errors import BlipError
+from blip.graphs import VISION_ATTENTION_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="package folder to create (absent or empty)")
     parser.add_argument("--name", help="package name shown in events (default: the folder name)")
     parser.add_argument("--layout", default="split", choices=["split", "seed"], help="split (ours, KV-cached decoders) or seed (the sophon-demo graphs, for TPU-MLIR)")
+    parser.add_argument(
+        "--vision-attention", default="hf", choices=list(VISION_ATTENTION_FORMS),
+        help="how the vision graph writes attention: hf (portable, default), sdpa, or fused (ONNX Runtime's "
+             "MultiHeadAttention op: ONNX Runtime only, not for TPU-MLIR); docs/model-package.md",
+    )
     parser.add_argument(
         "--no-verify", dest="verify", action="store_false", help="skip checking each graph against PyTorch"
     )
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             layout=args.layout,
             command=command,
+            vision_attention=args.vision_attention,
         )
     except BlipError as exc:
         log.error("%s", exc)

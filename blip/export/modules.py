@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from blip.graphs import VISION_ATTENTION_FORMS
+
 NEG = torch.finfo(torch.float32).min  # what HF's eager masks add to masked scores
 
 
@@ -63,33 +65,58 @@ def feed_forward(layer: Any, h: torch.Tensor) -> torch.Tensor:
     return layer.output(layer.intermediate(h), h)
 
 
+class _FusedAttention(torch.autograd.Function):
+    """Multi-head attention that exports as one ONNX Runtime `com.microsoft::MultiHeadAttention`
+    node (q, k, v as [B,S,D]): ONNX Runtime's CPU kernel, not five graph ops. TPU-MLIR and other
+    ONNX consumers do not know the op, so only ONNX Runtime packages use this form."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads),
+                                             scale=scale)
+        return out.transpose(1, 2).flatten(2)
+
+    @staticmethod
+    def symbolic(g: Any, q: Any, k: Any, v: Any, heads: int, scale: float) -> Any:
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=heads, scale_f=scale)
+        out.setType(q.type())
+        return out
+
+
 class VisionEncoder(nn.Module):
     """vision: pixel_values [1,3,s,s] -> image_embeds [1,N,D] (ViT last hidden state, post LayerNorm).
 
-    `sdpa` swaps HF's explicit attention for F.scaled_dot_product_attention (same weights, same
-    maths); the exporter picks whichever runs faster in ONNX Runtime.
+    `attention` picks how the ViT's attention is written, over the same weights and maths: "hf"
+    (transformers' own forward: portable, what TPU-MLIR compiles), "sdpa"
+    (F.scaled_dot_product_attention) or "fused" (ONNX Runtime's MultiHeadAttention contrib op).
     """
 
-    def __init__(self, vision_model: Any, sdpa: bool = False) -> None:
+    def __init__(self, vision_model: Any, attention: str = "hf") -> None:
         super().__init__()
+        if attention not in VISION_ATTENTION_FORMS:
+            raise ValueError("vision attention %r is unknown; use one of %s" % (attention, ", ".join(VISION_ATTENTION_FORMS)))
         self.vision = vision_model
-        self.sdpa = sdpa
+        self.attention = attention
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if not self.sdpa:
+        if self.attention == "hf":
             return self.vision(pixel_values=pixel_values, return_dict=True).last_hidden_state
+        attend_one = self._fused if self.attention == "fused" else self._sdpa
         h = self.vision.embeddings(pixel_values)
         for layer in self.vision.encoder.layers:
-            h = h + self._attention(layer, layer.layer_norm1(h))
+            h = h + layer.self_attn.projection(attend_one(layer.self_attn, layer.layer_norm1(h)))
             h = h + layer.mlp(layer.layer_norm2(h))
         return self.vision.post_layernorm(h)
 
     @staticmethod
-    def _attention(layer: Any, x: torch.Tensor) -> torch.Tensor:
-        attn = layer.self_attn
+    def _sdpa(attn: Any, x: torch.Tensor) -> torch.Tensor:
         qkv = attn.qkv(x).unflatten(-1, (3, attn.num_heads, -1)).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=attn.scale)
-        return attn.projection(out.transpose(1, 2).flatten(2))
+        return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=attn.scale).transpose(1, 2).flatten(2)
+
+    @staticmethod
+    def _fused(attn: Any, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = attn.qkv(x).chunk(3, dim=-1)
+        return _FusedAttention.apply(q, k, v, attn.num_heads, float(attn.scale))
 
 
 class TextEncoder(nn.Module):

@@ -103,7 +103,7 @@ def seed_modules(task: str, model: Any, tokenizer: Any) -> Dict[str, Any]:
     modules = _modules()
     text = model.config.text_config
     eos, pad, bos = int(text.sep_token_id), int(text.pad_token_id), int(text.bos_token_id)
-    vision = modules.VisionEncoder(model.vision_model, sdpa=False)
+    vision = modules.VisionEncoder(model.vision_model, "hf")  # TPU-MLIR compiles only standard ONNX ops
     greedy = _greedy_class()
 
     class Cap(torch.nn.Module):
@@ -282,6 +282,17 @@ def _fix_dims(src: Path, dst: Path, sizes: Mapping[str, int]) -> None:
     onnx.save(model, str(dst))
 
 
+def _refuse_runtime_ops(path: Path) -> None:
+    """TPU-MLIR compiles standard ONNX ops only; a fused-attention graph is for ONNX Runtime."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    foreign = sorted({"%s::%s" % (n.domain, n.op_type) for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise ExportError("%s: %s is ONNX Runtime's own op, which TPU-MLIR cannot compile; export the package "
+                          "again with --vision-attention hf" % (path, ", ".join(foreign)))
+
+
 def _image_tokens(vision_path: Path) -> int:
     import onnx
 
@@ -312,6 +323,9 @@ def static_split_package(src: PathLike, out_dir: PathLike, prompts: int = 1, que
     doc = yaml.safe_load((src / "manifest.yaml").read_text(encoding="utf-8"))
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError("output %s exists and is not empty" % out_dir)
+    for body in doc["tasks"].values():
+        for entry in body["graphs"].values():
+            _refuse_runtime_ops(src / entry["file"])
     shutil.copytree(str(src / doc.get("tokenizer", "tokenizer")), str(out_dir / doc.get("tokenizer", "tokenizer")))
     for task, body in doc["tasks"].items():
         if body.get("layout", LAYOUT_SPLIT) != LAYOUT_SPLIT:

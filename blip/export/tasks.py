@@ -13,16 +13,18 @@ from blip.graphs import SPLIT_ROLES
 
 log = logging.getLogger(__name__)
 
-# transformers' BLIP ViT refuses attn_implementation="sdpa" (ValueError), so the SDPA form is our
-# own module over the same weights. Its ONNX graph was never faster in ONNX Runtime 1.32 on
-# BLIP-base @384 (bench/blip_tasks.py `vision_sdpa_over_eager` 1.00-1.75 over four runs, 1.04 with
-# one thread), so the vision graph is HF's own forward unless asked otherwise.
-VISION_SDPA = False
+# How the vision graph writes attention (blip.export.modules.VisionEncoder). transformers' BLIP ViT
+# refuses attn_implementation="sdpa", so "sdpa" and "fused" are our own forms over the same weights.
+# "hf" stays the default: it is portable (TPU-MLIR compiles it; static_split_package refuses a
+# "fused" graph) and the others gain little in ONNX Runtime on BLIP-base @384, 2 threads
+# (bench/blip_tasks.py `vision_sdpa_speedup_vs_hf` 1.03, `vision_fused_speedup_vs_hf` 1.03; earlier
+# runs sdpa 0.57-1.0, fused 1.02-1.08): Gemm is ~83 % of the graph's time, attention's products ~10 %.
+VISION_ATTENTION = "hf"
 
 
-def task_modules(task: str, model: Any, sdpa_vision: bool = VISION_SDPA) -> Dict[str, torch.nn.Module]:
+def task_modules(task: str, model: Any, vision_attention: str = VISION_ATTENTION) -> Dict[str, torch.nn.Module]:
     """role -> eval-mode module for every graph of `task` (layout split)."""
-    graphs: Dict[str, torch.nn.Module] = {"vision": modules.VisionEncoder(model.vision_model, sdpa=sdpa_vision)}
+    graphs: Dict[str, torch.nn.Module] = {"vision": modules.VisionEncoder(model.vision_model, vision_attention)}
     if task == "match":
         graphs["text"] = modules.MatchText(model.text_encoder, model.itm_head)
     if task == "answer":
@@ -51,11 +53,11 @@ def _check_against_transformers(
 
 
 def export_task(
-    ckpt: Checkpoint, package_dir: Path, verify: bool = True, sdpa_vision: bool = VISION_SDPA
+    ckpt: Checkpoint, package_dir: Path, verify: bool = True, vision_attention: str = VISION_ATTENTION
 ) -> Dict[str, str]:
     """Write `<package>/<task>/<role>.onnx` for every role; returns role -> path relative to the package."""
     dims = Dims(ckpt.model.config)
-    graphs = task_modules(ckpt.task, ckpt.model, sdpa_vision)
+    graphs = task_modules(ckpt.task, ckpt.model, vision_attention)
     with torch.no_grad():
         image_embeds = graphs["vision"](role_feeds("vision", dims, None)[0]["pixel_values"])
     if verify:

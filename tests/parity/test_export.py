@@ -179,3 +179,42 @@ def test_graphs_take_other_batch_and_length_sizes(tiny_package):
         scores = text.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids), "image_embeds": embeds})[0]
         assert scores.shape == (p,) and np.all((scores >= 0) & (scores <= 1))
         assert np.allclose(scores, scores[0], atol=1e-6)  # same prompt, same score
+
+
+def test_fused_vision_attention_matches_and_stays_off_the_tpu_paths(tmp_path, tiny_package, tiny_checkpoints):
+    """--vision-attention fused: one ONNX Runtime MultiHeadAttention node per ViT layer, the same
+    image embeddings as the portable graph, and refused wherever TPU-MLIR would be handed it."""
+    import onnx
+    import onnxruntime as ort
+    from blip.export.api import export_package
+    from blip.export.seed import static_split_package
+    from blip.package import ModelPackage
+
+    fused = export_package(tmp_path / "fused", caption=tiny_checkpoints["caption"], vision_attention="fused")
+    vision = fused / "caption" / "vision.onnx"
+    layers = json.loads((tiny_checkpoints["caption"] / "config.json").read_text())["vision_config"]["num_hidden_layers"]
+    ops = [n.op_type for n in onnx.load(str(vision)).graph.node if n.domain == "com.microsoft"]
+    assert ops == ["MultiHeadAttention"] * layers
+    assert yaml.safe_load((fused / "manifest.yaml").read_text())["source"]["vision_attention"] == "fused"
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                for p in (vision, tiny_package / "caption" / "vision.onnx")]
+    shape = [d if isinstance(d, int) else 1 for d in sessions[0].get_inputs()[0].shape]
+    pixels = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got, want = (s.run(None, {"pixel_values": pixels})[0] for s in sessions)
+    assert np.abs(got - want).max() < 1e-4
+    from blip.caption import Captioner
+    from blip.runtime import create_runtime
+    from tests.parity.helpers import random_frames
+
+    runtime = create_runtime(name="onnxruntime", device=None, threads=1)  # blipd's session options
+    captioners = [Captioner(ModelPackage.load(str(p)), runtime) for p in (fused, tiny_package)]
+    for frame in random_frames(3, seed=7):
+        assert captioners[0].caption_ids(frame) == captioners[1].caption_ids(frame)
+
+    with pytest.raises(ExportError, match=r"vision\.onnx: com\.microsoft::MultiHeadAttention .*--vision-attention hf"):
+        static_split_package(fused, tmp_path / "static")
+    assert not (tmp_path / "static").exists()
+    with pytest.raises(ExportError, match="compiles only --vision-attention hf"):
+        export_package(tmp_path / "seed", caption=tiny_checkpoints["caption"], layout="seed", vision_attention="fused")
+    with pytest.raises(ExportError, match="vision attention 'flash' is unknown"):
+        export_package(tmp_path / "other", caption=tiny_checkpoints["caption"], vision_attention="flash")
