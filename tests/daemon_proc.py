@@ -115,6 +115,10 @@ class EventCollector:
 
     def _run(self) -> None:
         sock = self._ctx.socket(zmq.SUB)
+        # connected before the daemon binds, it retries every RECONNECT_IVL: 10 ms instead of
+        # ZeroMQ's 100 ms, so it has joined before a tiny model's engine loads and the first
+        # event is published (tests that check they saw each stream from seq 1; slow joiner)
+        sock.setsockopt(zmq.RECONNECT_IVL, 10)
         for option, value in self._options.items():
             sock.setsockopt(option, value)
         sock.setsockopt(zmq.LINGER, 0)
