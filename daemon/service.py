@@ -24,7 +24,7 @@ from daemon.errors import ConfigError, DaemonError, ServiceError
 from daemon.ops.logsetup import RedactFilter, set_level, setup_logging
 from daemon.ops.signals import Signals
 from daemon.pipeline.streams import StreamSet
-from daemon.pipeline.worker import Worker
+from daemon.pipeline.worker import ENGINE_LOAD_TIMEOUT_S, Worker
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ WEDGED_AFTER_S = 60.0
 STOP_BUDGET_S = 8.0
 """systemd's TimeoutStopSec is longer; the whole stop stays under 10 s."""
 TICK_S = 0.5
+LOAD_POLL_S = 0.2
+"""While the engines load, start() looks for a stop signal this often."""
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
@@ -117,13 +119,16 @@ class Service:
     def start(self) -> None:
         """Publisher and metrics (the ports), engines (in their worker threads), streams; then
         READY=1. Any failure stops what had started and raises (PublishError, MetricsError,
-        ServiceError), so no thread outlives a failed start."""
+        ServiceError), so no thread outlives a failed start. A stop signal during the engines'
+        load returns at once, streams not started and READY not sent; run() then stops."""
         try:
             self.publisher.start()
             cfg = self.settings.metrics
             if cfg.active:
                 self._metrics_server = self.metrics.serve(cfg.host, cfg.port)
-            self._start_workers()
+            if not self._start_workers():
+                log.info("stop asked for while the model loaded; not starting the streams")
+                return
             self.streams.apply(self.settings)
         except BaseException:
             self.stop()
@@ -132,7 +137,10 @@ class Service:
         self.notifier.status(self.status_line())
         log.info("blipd started: boot %s, model %s, %d stream(s)", self.boot, self.package.name, len(self.settings.streams))
 
-    def _start_workers(self) -> None:
+    def _start_workers(self) -> bool:
+        """Start the workers and wait for their engines; False when a stop signal came first (a
+        large model can take minutes to load; SIGTERM must not wait for it: the stop that follows
+        leaves a still-loading worker behind within STOP_BUDGET_S)."""
         started = time.monotonic()
         for index in range(self.settings.model.workers):
             worker = Worker(
@@ -147,10 +155,16 @@ class Service:
             )
             worker.start()
             self.workers.append(worker)
+        deadline = started + ENGINE_LOAD_TIMEOUT_S
         for worker in self.workers:
-            if not worker.wait_loaded():
-                raise ServiceError("cannot load the model: %s" % (str(worker.load_error).splitlines() or ["timeout"])[0])
+            while not worker.wait_loaded(LOAD_POLL_S):
+                if worker.load_error is not None or time.monotonic() > deadline:
+                    raise ServiceError("cannot load the model: %s"
+                                       % (str(worker.load_error).splitlines() or ["timeout"])[0])
+                if self.signals.stop.is_set():
+                    return False
         log.debug("%d worker(s) loaded their engines in %.1f s", len(self.workers), time.monotonic() - started)
+        return True
 
     def stop(self) -> None:
         """Reverse order of start, bounded by STOP_BUDGET_S in total; safe after a partial start.

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, TextIO, Tuple
 
 import zmq
 
+from daemon.config.checks import check_endpoint
 from daemon.publish.curve import KeyFileError, load_public_key, make_curve_client
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,11 @@ def run_subscriber(endpoint: str, topics: Sequence[str], pretty: bool, out: Text
             _apply_curve(sock, curve_server_key, curve_client_keys)
         for topic in topics or [""]:
             sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
-        sock.connect(endpoint)
+        try:
+            sock.connect(check_endpoint(endpoint))
+        except (ValueError, zmq.ZMQError) as exc:  # a usage error (exit 2), like a bad key file
+            log.error("endpoint %s: %s", endpoint, exc.strerror if isinstance(exc, zmq.ZMQError) else exc)
+            return 2
         _print_until(sock, pretty, out, stop_event, max_events)
     except KeyFileError as exc:
         log.error("%s", exc)

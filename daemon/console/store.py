@@ -345,11 +345,27 @@ class Store:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        folders = set()
         for _, snapshot, size in rows:
             if snapshot:
                 self.snapshot_bytes -= int(size or 0)
+                folders.add(os.path.dirname(snapshot))
                 try:
                     os.unlink(str(self.data_dir / snapshot))
                 except OSError:
                     pass  # already gone (an earlier run deleted it before being killed)
+        self._prune(folders)
         return len(rows)
+
+    def _prune(self, folders: Set[str]) -> None:
+        """Remove day folders (and then stream folders) the deletions left empty: months of
+        retention would otherwise leave one empty folder per stream and day."""
+        for folder in sorted(folders):
+            for path in (folder, os.path.dirname(folder)):
+                if not path or path == SNAPSHOT_DIR:
+                    break
+                try:
+                    os.rmdir(str(self.data_dir / path))
+                except OSError:
+                    break  # not empty (or already gone): leave it and its parent
+                self._folders.discard(path)

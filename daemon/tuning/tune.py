@@ -124,9 +124,11 @@ def grid(period_s: float) -> List[Setting]:
 def _neighbours(setting: Setting, table: Dict[Setting, Outcome]) -> float:
     """Mean F1 of the grid's enter/exit neighbours (same smoothing, dwell, cooldown)."""
     i = ENTERS.index(setting.enter) if setting.enter in ENTERS else None
+    if i is None:  # the config's own setting, off the grid (enter may be 0)
+        return 0.0
     share = setting.exit / setting.enter
     j = next((k for k, s in enumerate(EXIT_SHARES) if abs(s - share) < 0.01), None)
-    if i is None or j is None:
+    if j is None:
         return 0.0
     scores = []
     for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1), (-2, 0), (2, 0)):

@@ -196,3 +196,16 @@ def test_a_relays_stats_message_is_neither_recorded_nor_malformed(tmp_path):
     assert recorder.malformed == 1
     recorder.stop()
     store.close()
+
+
+def test_retention_removes_the_folders_it_empties_and_writing_goes_on(tmp_path):
+    store = Store(tmp_path, max_age_days=1)
+    old = time.time() - 3 * 86400
+    put(store, event(1, t=old, stream="old-cam"), jpeg=JPEG)
+    put(store, event(2), jpeg=JPEG)
+    assert store.enforce_retention() == 1
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["gate"]  # old-cam's day and folder gone
+    put(store, event(3, stream="old-cam"), jpeg=JPEG)  # the same stream and day again: its folder comes back
+    assert len(list((tmp_path / "snapshots" / "old-cam").rglob("*.jpg"))) == 1
+    assert store.counters.snapshots_failed == 0
+    store.close()

@@ -1,5 +1,6 @@
 """`blipd sub` against the real publisher: raw lines, pretty lines, topics, CURVE, Ctrl-C."""
 import json
+import logging
 import threading
 import time
 from typing import List
@@ -141,6 +142,14 @@ def test_bad_client_key_file_exits_2(tmp_path):
     rc = run_subscriber("tcp://127.0.0.1:1", [], False, Lines(), curve_server_key="x" * 40,
                         curve_client_keys=str(tmp_path / "missing.key_secret"))
     assert rc == 2
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:5556", "tcp://127.0.0.1", "tcp://127.0.0.1:x", "udp://h:1"])
+def test_bad_endpoint_exits_2_with_one_line(endpoint, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = run_subscriber(endpoint, [], False, Lines())
+    assert rc == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][0].startswith("endpoint %s: " % endpoint)
 
 
 def test_ctrl_c_exits_0():

@@ -181,3 +181,39 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_stop_signal_during_a_long_model_load_stops_without_waiting_for_it(tiny_package, clip, write_config) -> None:
+    """SIGTERM while the engines load (minutes for a large model on a slow box): run() returns
+    while the load is still going, with no stream started and READY never sent."""
+    import threading
+
+    from daemon.config.config import load_config
+    from daemon.ops.signals import Signals
+    from daemon.service import EXIT_OK, Service
+
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_engine() -> None:
+        loading.set()
+        release.wait(60)
+        raise RuntimeError("released")
+
+    signals = Signals()  # not installed: the test sets its events itself
+    service = Service(load_config(str(write_config(file_config(tiny_package, clip, free_tcp_endpoint())))),
+                      engine_factory=slow_engine, signals=signals)
+    readies: List[str] = []
+    service.notifier.ready = lambda: readies.append("READY=1")  # type: ignore[method-assign]
+    codes: List[int] = []
+    runner = threading.Thread(target=lambda: codes.append(service.run()), daemon=True)
+    runner.start()
+    try:
+        assert loading.wait(30), "the engine factory was never called"
+        signals.stop.set()
+        runner.join(30)
+        assert not runner.is_alive(), "run() waited for the model load"
+        assert not release.is_set()
+        assert codes == [EXIT_OK]
+        assert service.streams.names() == [] and readies == []
+    finally:
+        release.set()

@@ -93,6 +93,14 @@ def test_search_beats_settings_that_flap_on_a_noisy_trace() -> None:
     assert again.events == result.chosen.events
 
 
+def test_a_config_setting_off_the_grid_with_enter_0_can_tie_for_best() -> None:
+    """`enter: 0` is a valid config (match whenever scored); when it ties the grid's best F1, the
+    tie-break's neighbour lookup must not divide by it."""
+    prompt = {"id": "p", "text": "x", "enter": 0.0, "exit": 0.0, "dwell_s": 0, "smoothing": 1.0, "cooldown_s": 0}
+    result = tune_prompt(prompt, [{"samples": _samples([0.85] * 40)}], [[(0.0, 40.0)]], 1.0)
+    assert result.before.events.f1 == 1.0 and result.chosen.events.f1 == 1.0
+
+
 # -- the command ---------------------------------------------------------------------------------
 def test_tune_on_the_demo_scan_prints_writes_and_plots(demo_scan: Dict[str, Any], tmp_path: Path) -> None:
     out, png = tmp_path / "prompts.yaml", tmp_path / "tune.png"
