@@ -146,12 +146,13 @@ class Service:
             worker = Worker(
                 index,
                 self._engine_factory or functools.partial(self._default_engine, index),
-                self.scheduler.get,
+                functools.partial(self.scheduler.get, hold=True),  # one frame per stream at a time
                 self.streams.state_of,
                 self.emitter,
                 self.progress,
                 self.metrics.observe_inference,
                 on_orphan=lambda frame: self._counters_for(frame.stream).drop("shutdown"),
+                on_done=self.scheduler.done,
             )
             worker.start()
             self.workers.append(worker)

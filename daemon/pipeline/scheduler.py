@@ -6,7 +6,11 @@ exception: its reader `put(frame, wait=True)` waits for room instead (every samp
 inferred, the file is read as fast as the workers go), until `release(name)` or `close()`.
 Workers `get()`: streams are served round-robin, one frame per stream per turn, so a busy 30 fps camera cannot starve a 1 fps one;
 frames older than the stream's `max_frame_age_s` at pick time are skipped (`too_old`). Every frame
-that leaves without being handed out is counted under a drop reason.
+that leaves without being handed out is counted under a drop reason. A worker that gets with
+`hold=True` holds the stream until it calls `done(name)`: no other worker gets a frame of it
+meanwhile, so with several workers one stream's frames are still processed one at a time, in order
+(its trackers and captions never see time go back), and an idle worker serves another stream
+instead of waiting for that stream's lock with a frame going stale in its hands.
 
 Counters are called outside the lock: `counters_for` belongs to the service and may take its own.
 """
@@ -15,7 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from daemon.counters import StreamCounters
 from daemon.pipeline.frames import Frame
@@ -49,6 +53,7 @@ class Scheduler:
         self._order: List[str] = []
         self._cursor = 0
         self._closed = False
+        self._held: Set[str] = set()
 
     def add_stream(self, name: str, slot_size: int = 1, max_frame_age_s: float = 2.0) -> None:
         """`max_frame_age_s` may be infinite (a file read with `realtime: false`: no frame is too old)."""
@@ -101,8 +106,9 @@ class Scheduler:
                 self._cond.notify_all()  # workers and waiting readers share the condition
         self._count(drops)
 
-    def get(self, timeout: float) -> Optional[Frame]:
-        """The next frame, fairly across streams; None after `timeout` s or once closed."""
+    def get(self, timeout: float, hold: bool = False) -> Optional[Frame]:
+        """The next frame, fairly across streams; None after `timeout` s or once closed. `hold`:
+        the frame's stream is held (skipped for every getter) until `done(frame.stream)`."""
         deadline = self._clock() + max(0.0, timeout)
         drops: Drops = []
         try:
@@ -110,6 +116,8 @@ class Scheduler:
                 while not self._closed:
                     frame = self._pick(drops)
                     if frame is not None:
+                        if hold:
+                            self._held.add(frame.stream)
                         return frame
                     left = deadline - self._clock()
                     if left <= 0:
@@ -130,11 +138,17 @@ class Scheduler:
             while slot.frames and now - slot.frames[0].mono_time > slot.max_age_s:
                 slot.frames.popleft()
                 drops.append((name, "too_old", 1))
-            if slot.frames:
+            if slot.frames and name not in self._held:
                 self._cursor = (index + 1) % count
                 self._cond.notify_all()  # a reader may wait for this room
                 return slot.frames.popleft()
         return None
+
+    def done(self, name: str) -> None:
+        """The worker holding `name` (get with hold=True) has finished its frame."""
+        with self._cond:
+            self._held.discard(name)
+            self._cond.notify_all()
 
     def depth(self) -> int:
         with self._cond:

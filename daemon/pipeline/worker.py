@@ -88,9 +88,11 @@ class Worker:
         progress,  # type: ignore[no-untyped-def]  # daemon.ops.health.ProgressMonitor
         observe_latency: Callable[[str, float], None],
         on_orphan: Optional[Callable[[Frame], None]] = None,
+        on_done: Optional[Callable[[str], None]] = None,
     ) -> None:
         """on_orphan: counts a frame whose stream was removed between the scheduler handing it out
-        and this worker looking the stream up (so every decoded frame stays accounted for)."""
+        and this worker looking the stream up (so every decoded frame stays accounted for);
+        on_done(stream): called after every frame, whatever happened to it (Scheduler.done)."""
         self.index = index
         self._engine_factory = engine_factory
         self._next_frame = next_frame
@@ -99,6 +101,7 @@ class Worker:
         self._progress = progress
         self._observe = observe_latency
         self._on_orphan = on_orphan
+        self._on_done = on_done
         self._stop = threading.Event()
         self._loaded = threading.Event()
         self.load_error: Optional[BaseException] = None
@@ -135,7 +138,11 @@ class Worker:
             while not self._stop.is_set():
                 frame = self._next_frame(GET_TIMEOUT_S)
                 if frame is not None:
-                    self._handle(frame)
+                    try:
+                        self._handle(frame)
+                    finally:
+                        if self._on_done is not None:
+                            self._on_done(frame.stream)
         finally:
             close = getattr(self._engine, "close", None)
             if close is not None:

@@ -92,6 +92,30 @@ def test_streams_are_served_round_robin() -> None:
     assert order == ["busy0", "quiet0", "busy1", "quiet1", "busy2", "busy3", "busy4", "busy5"]
 
 
+def test_a_held_stream_goes_to_no_other_worker_until_done() -> None:
+    """Two workers, one stream with two frames queued: the second worker gets the other stream's
+    frame, or nothing, never the held stream's next one (that would let it overtake the first)."""
+    sched, counters, _ = make()
+    sched.add_stream("a", slot_size=2)
+    sched.add_stream("b")
+    sched.put(frame("a", 0))
+    sched.put(frame("a", 1))
+    sched.put(frame("b", 0))
+    first = sched.get(timeout=0, hold=True)
+    second = sched.get(timeout=0, hold=True)
+    assert (first.stream, first.index, second.stream) == ("a", 0, "b")  # type: ignore[union-attr]
+    assert sched.get(timeout=0, hold=True) is None and sched.depth_of("a") == 1
+    waiting = []
+    getter = threading.Thread(target=lambda: waiting.append(sched.get(timeout=30, hold=True)))
+    getter.start()
+    sched.done("a")  # wakes the waiting worker with a's next frame
+    getter.join(30)
+    assert [(f.stream, f.index) for f in waiting] == [("a", 1)]
+    sched.done("b")
+    sched.done("b")  # done twice, or for a stream never held: harmless
+    assert sum(counters.dropped("a").values()) == 0
+
+
 def test_remove_close_and_unknown_streams_count_shutdown() -> None:
     sched, counters, _ = make()
     sched.add_stream("a", slot_size=2)

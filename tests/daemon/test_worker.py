@@ -2,6 +2,7 @@
 (counted, logged with a traceback at most once a minute, the scene gate not fooled) and the
 thread goes on; one task's failure leaves the frame's other tasks their results; a due
 heartbeat opens the scene gate."""
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -165,3 +166,23 @@ def test_the_worker_runs_on_media_time_when_the_frame_has_one() -> None:
         worker.process(state, frame(i, 0.0001 * i, media=float(i)))
     snap = state.counters.snapshot()
     assert snap["inferred"] == 3 and snap["dropped"]["not_due"] == 2  # type: ignore[index]
+
+
+def test_the_worker_says_done_after_every_frame_failed_or_orphaned() -> None:
+    """Scheduler.done releases the stream to the other workers: it must come for a frame that
+    failed after inference and for one whose stream was removed, or the stream would starve."""
+    cfg = settings(heartbeat_s=0.001)
+    publisher = Recorder(fail_on="caption", fail_times=1)
+    state, _ = context(cfg)
+    frames = [frame(0, 0.0), frame(1, 1.0), dataclasses.replace(frame(2, 2.0), stream="gone")]
+    done = []
+    worker = Worker(0, lambda: ScriptedEngine(), Lockstep(frames), lambda name: state if name == "cam" else None,
+                    emitter(cfg, publisher), Progress(), lambda names, seconds: None,
+                    on_orphan=lambda f: None, on_done=done.append)
+    worker.start()
+    try:
+        wait_until(lambda: len(done) == 3)
+    finally:
+        assert worker.stop(5)
+    assert done == ["cam", "cam", "gone"]
+    assert (state.counters.get("failed"), state.counters.get("inferred")) == (1, 1)
