@@ -5,6 +5,7 @@ process at any moment loses only what was not yet committed (the recorder commit
 `commit_every_s`, default 0.25 s) and never corrupts the file. Snapshots are written as files
 (temporary name, then rename) before their row; an orphan JPEG is the worst a kill leaves.
 """
+import dataclasses
 import datetime
 import json
 import logging
@@ -130,6 +131,7 @@ class Store:
         self._limiter = RateLimiter(60.0)
         self._free_checked = (0.0, True)
         self._folders: Set[str] = set()
+        self._batch_files: List[Path] = []
         try:
             self.conn = open_connection(self.path)
             migrate(self.conn, str(self.path))
@@ -148,8 +150,14 @@ class Store:
     # -- writing -------------------------------------------------------------------------
 
     def write(self, batch: List[Incoming]) -> List[Dict[str, Any]]:
-        """Record a batch in one transaction; returns the rows written (gap records included)."""
+        """Record a batch in one transaction; returns the rows written (gap records included).
+
+        A batch that fails leaves nothing of itself: the rows roll back, and so do the in-memory
+        seq tracking (the next event then shows the lost ones as a gap), the snapshot byte count
+        and counters, and the batch's snapshot files are deleted (no row names them)."""
         rows: List[Dict[str, Any]] = []
+        seqs, snapshot_bytes, counters = dict(self._seqs), self.snapshot_bytes, dataclasses.replace(self.counters)
+        self._batch_files = []
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for item in batch:
@@ -157,6 +165,14 @@ class Store:
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._seqs, self.snapshot_bytes = seqs, snapshot_bytes
+            for name in ("gaps", "missed", "restarts", "snapshots_written"):
+                setattr(self.counters, name, getattr(counters, name))
+            for path in self._batch_files:
+                try:
+                    os.unlink(str(path))
+                except OSError:
+                    pass  # gone already: nothing names it either way
             raise
         self.counters.commits += 1
         self.counters.recorded += len(batch)
@@ -276,6 +292,7 @@ class Store:
             if self._limiter.allow("write")[0]:
                 log.warning("stream %s: snapshot not written to %s: %s", stream, target, exc.strerror or exc)
             return None, 0
+        self._batch_files.append(target)
         self.counters.snapshots_written += 1
         self.snapshot_bytes += len(jpeg)
         return relative, len(jpeg)

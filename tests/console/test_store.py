@@ -209,3 +209,17 @@ def test_retention_removes_the_folders_it_empties_and_writing_goes_on(tmp_path):
     assert len(list((tmp_path / "snapshots" / "old-cam").rglob("*.jpg"))) == 1
     assert store.counters.snapshots_failed == 0
     store.close()
+
+
+def test_a_failed_batch_leaves_nothing_of_itself_and_its_events_show_as_a_gap(tmp_path):
+    store = Store(tmp_path)
+    put(store, event(1), jpeg=JPEG)
+    bad = event(3)
+    bad["unserialisable"] = object()  # json.dumps fails on the batch's second event, after the first's snapshot
+    with pytest.raises(TypeError):
+        put(store, event(2), bad, jpeg=JPEG)
+    assert len(list((tmp_path / "snapshots").rglob("*.jpg"))) == 1
+    assert store.snapshot_bytes == len(JPEG) and store.counters.snapshots_written == 1
+    put(store, event(4))
+    assert (store.counters.gaps, store.counters.missed) == (1, 2), "seq 2 and 3 were lost: a gap, not silence"
+    store.close()
