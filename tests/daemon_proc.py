@@ -30,31 +30,41 @@ def free_tcp_endpoint() -> str:
         return "tcp://127.0.0.1:%d" % s.getsockname()[1]
 
 
-class DaemonProcess:
-    """`python -m daemon.commands.cli run -c CONFIG` with stderr captured to a file; `prefix` goes before
-    the command (tests/privileges.py's, so file modes apply to a daemon started by root)."""
+class CommandProcess:
+    """`python -m daemon.commands.cli ARGS` as a real subprocess, stdout and stderr in a temporary
+    log file. The file is deleted on exit (its text stays readable through `log()`), so a suite
+    run leaves nothing in /tmp. `prefix` goes before the command (tests/privileges.py's, so file
+    modes apply to a process started by root). A restart (`start()` again) appends to the log."""
 
-    def __init__(self, config: Path, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> None:
-        self.config = Path(config)
+    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = (),
+                 log_prefix: str = "blipd-") -> None:
+        self.args = list(args)
         self.prefix = list(prefix)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self._log = tempfile.NamedTemporaryFile(prefix="blipd-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
         self.proc = None  # type: Optional[subprocess.Popen]
         self._final_log = None  # type: Optional[str]
 
-    def __enter__(self) -> "DaemonProcess":
+    def start(self) -> "CommandProcess":
         self.proc = subprocess.Popen(
-            self.prefix + [sys.executable, "-m", "daemon.commands.cli", "run", "-c", str(self.config)],
+            self.prefix + [sys.executable, "-m", "daemon.commands.cli"] + self.args,
             cwd=str(REPO), env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         return self
 
+    def __enter__(self) -> "CommandProcess":
+        return self.start()
+
     def __exit__(self, *exc: object) -> None:
+        self.kill()
+        self._final_log = self.log()
+        self._log.close()
+        os.unlink(self._log.name)
+
+    def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        self._final_log = self.log()
-        os.unlink(self._log.name)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -67,20 +77,33 @@ class DaemonProcess:
         return self.proc.wait(timeout)
 
     def log(self) -> str:
-        """Everything the daemon wrote so far (kept after the process is gone)."""
+        """Everything the process wrote so far (kept after the process is gone)."""
         if self._final_log is not None:
             return self._final_log
         return Path(self._log.name).read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float) -> bool:
+        """True once `text` is in the log; False at the deadline or when the process ended without it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if text in self.log():
                 return True
             if self.proc is not None and self.proc.poll() is not None:
                 return text in self.log()
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling a file another process writes
         return False
+
+
+class DaemonProcess(CommandProcess):
+    """`blipd run -c CONFIG`."""
+
+    def __init__(self, config: Path, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> None:
+        self.config = Path(config)
+        super().__init__(["run", "-c", str(self.config)], env, prefix)
+
+    def __enter__(self) -> "DaemonProcess":
+        self.start()
+        return self
 
 
 class EventCollector:

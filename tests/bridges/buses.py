@@ -1,10 +1,5 @@
 """A synthetic daemon bus (a real XPUB socket sending schema-shaped events) and a bridge subprocess."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -14,8 +9,8 @@ import yaml
 import zmq
 
 from tests.bridges.mosquitto import wait_until
+from tests.daemon_proc import CommandProcess
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeBus:
@@ -62,41 +57,20 @@ class FakeBus:
         self._ctx.term()
 
 
-class BridgeProcess:
+class BridgeProcess(CommandProcess):
     """`python -m daemon.commands.cli bridge -c FILE` as a real subprocess, log captured."""
 
     def __init__(self, config: Dict[str, Any], folder: Path, env: Optional[Dict[str, str]] = None,
                  args: Sequence[str] = ()) -> None:
         self.path = Path(folder) / "bridge.yaml"
         self.path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        self.args = list(args)
-        self._log = tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False)
-        self.proc: Optional[subprocess.Popen] = None
-
-    def start(self) -> "BridgeProcess":
-        command = [sys.executable, "-m", "daemon.commands.cli", "bridge"] + (self.args or ["-c", str(self.path)])
-        self.proc = subprocess.Popen(command, cwd=str(REPO), env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-        return self
+        super().__init__(["bridge"] + (list(args) or ["-c", str(self.path)]), env, log_prefix="bridge-")
 
     def __enter__(self) -> "BridgeProcess":
-        return self.start()
+        self.start()
+        return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float) -> None:
+    def wait_log(self, text: str, timeout: float) -> None:  # type: ignore[override]
         wait_until(lambda: text in self.log(), timeout, "bridge log line %r; log: %s" % (text, self.log()[-1500:]))
 
 

@@ -1,10 +1,6 @@
 """Two real daemons (CURVE servers) -> `blipd relay` (CURVE client upstream, CURVE server downstream
 with its own key set) -> subscribers: an authorised one gets both boxes' events with contiguous seq
 per stream and the relay's stats; one whose key is not listed gets nothing."""
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -15,7 +11,7 @@ import zmq.auth
 
 from daemon.publish.curve import write_keypair
 from tests.bridges.test_daemon_bridge import daemon_config
-from tests.daemon_proc import REPO, DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
+from tests.daemon_proc import CommandProcess, DaemonProcess, EventCollector, free_tcp_endpoint, seq_gaps
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +39,14 @@ def _keys(folder: Path) -> Dict[str, Path]:
     return keys
 
 
-class RelayProcess:
+class RelayProcess(CommandProcess):
     def __init__(self, config: Path) -> None:
         self.config = config
-        self._log = tempfile.NamedTemporaryFile(prefix="relay-", suffix=".log", delete=False)
+        super().__init__(["relay", "-c", str(config)], log_prefix="relay-")
 
     def __enter__(self) -> "RelayProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "daemon.commands.cli", "relay", "-c", str(self.config)],
-                                     cwd=str(REPO), stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
 
 
 def _boxes_seen(events: List[Dict[str, Any]], n: int) -> bool:

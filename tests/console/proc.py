@@ -5,14 +5,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.daemon_proc import REPO, CommandProcess
 
 
 def free_port() -> int:
@@ -31,20 +29,18 @@ def run_console(args: Sequence[str], timeout: float = 60) -> subprocess.Complete
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-class ConsoleProcess:
+class ConsoleProcess(CommandProcess):
     """`blipd console ARGS` with its output in a file; ready once it prints its page's address."""
 
     def __init__(self, args: Sequence[str], port: int) -> None:
-        self.args = list(args)
+        super().__init__(["console"] + list(args), log_prefix="blipd-console-")
         self.port = port
         self.base = "http://127.0.0.1:%d" % port
-        self._log = tempfile.NamedTemporaryFile(prefix="blipd-console-", suffix=".log", delete=False)
-        self.proc: Optional[subprocess.Popen] = None
 
     def start(self, timeout: float = 60) -> "ConsoleProcess":
         offset = len(self.log())  # a restart appends to the same log
-        self.proc = subprocess.Popen(console_command(self.args), cwd=str(REPO), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        super().start()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "blipd console: http://" in self.log()[offset:]:
@@ -59,6 +55,7 @@ class ConsoleProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        super().__exit__(*exc)
 
     def stop(self) -> Optional[int]:
         if self.proc is not None and self.proc.poll() is None:
@@ -66,17 +63,13 @@ class ConsoleProcess:
             try:
                 return self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.kill()
         return self.proc.returncode if self.proc is not None else None
 
     def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
 
     def get(self, path: str, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
         request = urllib.request.Request(self.base + path, headers=headers or {})

@@ -48,7 +48,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, Any]]:
         try:
             yield state
         finally:
-            console.stop()
+            console.__exit__(None, None, None)  # stops it and removes its log file
             if "restarted" in state:
                 state["restarted"].__exit__(None, None, None)
 
