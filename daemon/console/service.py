@@ -49,6 +49,10 @@ def serve(settings: ConsoleSettings) -> int:
 
 async def _main(settings: ConsoleSettings, store: Store, auth: Optional[Authenticator]) -> int:
     loop = asyncio.get_running_loop()
+    # SIGHUP's default action would end the console (an operator's `kill -HUP` to every blipd
+    # process, a log rotation script): it has no reload, so it says so and goes on.
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
+        "console: SIGHUP ignored: the console does not reload its config; restart it to apply changes"))
     console = ConsoleApp(Reader(store.data_dir), store.data_dir, lambda: recorder.status(), auth)
     recorder = Recorder(store, settings.buses, commit_every_s=settings.commit_every_s,
                         retention_every_s=settings.retention.check_every_s, listener=console.hub.listener(loop))

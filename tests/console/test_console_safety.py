@@ -2,6 +2,7 @@
 without auth, HTTP auth (token, users), and a CURVE-protected bus recorded with client keys."""
 import base64
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ def test_non_loopback_listen_without_auth_is_refused(tmp_path):
     assert result.returncode == 2
     assert "not a loopback address" in result.stderr and "auth" in result.stderr
     assert not (tmp_path / "console.db").exists()  # refused before anything was created
+
+
+def test_sighup_is_logged_and_the_console_goes_on(tmp_path):
+    """SIGHUP's default action would end it; the console has no reload, so it says so."""
+    port = free_port()
+    args = ["--sub", "tcp://127.0.0.1:%d" % free_port(), "--listen", "127.0.0.1:%d" % port, "--data", str(tmp_path)]
+    with ConsoleProcess(args, port) as console:
+        console.signal(signal.SIGHUP)
+        assert console.wait_log("SIGHUP ignored", 30), console.log()
+        assert console.get("/api/status")[0] == 200
+        assert console.terminate() == 0
 
 
 def test_token_auth_guards_every_path_when_exposed(tmp_path):
