@@ -92,15 +92,20 @@ def test_streams_are_served_round_robin() -> None:
     assert order == ["busy0", "quiet0", "busy1", "quiet1", "busy2", "busy3", "busy4", "busy5"]
 
 
-def test_a_held_stream_goes_to_no_other_worker_until_done() -> None:
-    """Two workers, one stream with two frames queued: the second worker gets the other stream's
-    frame, or nothing, never the held stream's next one (that would let it overtake the first)."""
+def two_of_a_one_of_b() -> Tuple[Scheduler, Counters]:
+    """Stream a (slot 2) with frames 0 and 1 queued, stream b with frame 0."""
     sched, counters, _ = make()
     sched.add_stream("a", slot_size=2)
     sched.add_stream("b")
-    sched.put(frame("a", 0))
-    sched.put(frame("a", 1))
-    sched.put(frame("b", 0))
+    for f in (frame("a", 0), frame("a", 1), frame("b", 0)):
+        sched.put(f)
+    return sched, counters
+
+
+def test_a_held_stream_goes_to_no_other_worker_until_done() -> None:
+    """Two workers, one stream with two frames queued: the second worker gets the other stream's
+    frame, or nothing, never the held stream's next one (that would let it overtake the first)."""
+    sched, counters = two_of_a_one_of_b()
     first = sched.get(timeout=0, hold=True)
     second = sched.get(timeout=0, hold=True)
     assert (first.stream, first.index, second.stream) == ("a", 0, "b")  # type: ignore[union-attr]
@@ -117,12 +122,7 @@ def test_a_held_stream_goes_to_no_other_worker_until_done() -> None:
 
 
 def test_remove_close_and_unknown_streams_count_shutdown() -> None:
-    sched, counters, _ = make()
-    sched.add_stream("a", slot_size=2)
-    sched.add_stream("b")
-    sched.put(frame("a", 0))
-    sched.put(frame("a", 1))
-    sched.put(frame("b", 0))
+    sched, counters = two_of_a_one_of_b()
     sched.remove_stream("a")
     sched.remove_stream("a")  # idempotent
     sched.put(frame("a", 2))  # a reader that has not stopped yet
