@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import zmq
 
@@ -28,6 +28,9 @@ def free_tcp_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return "tcp://127.0.0.1:%d" % s.getsockname()[1]
+
+
+_Process = TypeVar("_Process", bound="CommandProcess")
 
 
 class CommandProcess:
@@ -52,8 +55,9 @@ class CommandProcess:
         )
         return self
 
-    def __enter__(self) -> "CommandProcess":
-        return self.start()
+    def __enter__(self: _Process) -> _Process:
+        self.start()  # a subclass's start() may wait for readiness (the console's)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
@@ -100,10 +104,6 @@ class DaemonProcess(CommandProcess):
     def __init__(self, config: Path, env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = ()) -> None:
         self.config = Path(config)
         super().__init__(["run", "-c", str(self.config)], env, prefix)
-
-    def __enter__(self) -> "DaemonProcess":
-        self.start()
-        return self
 
 
 class EventCollector:

@@ -66,10 +66,6 @@ class BridgeProcess(CommandProcess):
         self.path.write_text(yaml.safe_dump(config, sort_keys=False))
         super().__init__(["bridge"] + (list(args) or ["-c", str(self.path)]), env, log_prefix="bridge-")
 
-    def __enter__(self) -> "BridgeProcess":
-        self.start()
-        return self
-
     def wait_log(self, text: str, timeout: float) -> None:  # type: ignore[override]
         wait_until(lambda: text in self.log(), timeout, "bridge log line %r; log: %s" % (text, self.log()[-1500:]))
 

@@ -41,12 +41,7 @@ def _keys(folder: Path) -> Dict[str, Path]:
 
 class RelayProcess(CommandProcess):
     def __init__(self, config: Path) -> None:
-        self.config = config
         super().__init__(["relay", "-c", str(config)], log_prefix="relay-")
-
-    def __enter__(self) -> "RelayProcess":
-        self.start()
-        return self
 
 
 def _boxes_seen(events: List[Dict[str, Any]], n: int) -> bool:

@@ -50,9 +50,6 @@ class ConsoleProcess(CommandProcess):
             time.sleep(0.05)
         raise AssertionError("console did not start:\n" + self.log()[-3000:])
 
-    def __enter__(self) -> "ConsoleProcess":
-        return self.start()
-
     def __exit__(self, *exc: object) -> None:
         self.stop()
         super().__exit__(*exc)
